@@ -1,0 +1,120 @@
+"""The one module that builds storage clients from a :class:`~lake.config.StoreSpec`.
+
+Everything else passes specs around; each process calls these functions itself, so no client
+crosses a fork (s3fs/aiobotocore clients are not fork-safe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import fsspec
+import zarr.storage
+
+from lake.config import StoreSpec
+
+#: botocore's default checksums break ranged GETs on non-AWS endpoints (rclone, MinIO).
+_BOTOCORE_CONFIG = {
+    "request_checksum_calculation": "when_required",
+    "response_checksum_validation": "when_required",
+}
+
+
+def s3_options(spec: StoreSpec, *, asynchronous: bool = False) -> dict[str, Any]:
+    """Keyword arguments for ``s3fs.S3FileSystem`` of this spec."""
+    client_kwargs: dict[str, Any] = {}
+    if spec.endpoint_url:
+        client_kwargs["endpoint_url"] = spec.endpoint_url
+    if spec.region:
+        client_kwargs["region_name"] = spec.region
+    opts: dict[str, Any] = {
+        "client_kwargs": client_kwargs,
+        "config_kwargs": dict(_BOTOCORE_CONFIG),
+        "asynchronous": asynchronous,
+        "skip_instance_cache": True,
+    }
+    if spec.with_credentials():
+        opts["key"] = spec.key
+        opts["secret"] = spec.secret
+    return opts
+
+
+def filesystem(spec: StoreSpec) -> fsspec.AbstractFileSystem:
+    """A synchronous fsspec filesystem for the spec's protocol."""
+    if spec.protocol == "s3":
+        return fsspec.filesystem("s3", **s3_options(spec))
+    if spec.protocol == "memory":
+        return fsspec.filesystem("memory")
+    return fsspec.filesystem("file", auto_mkdir=True)
+
+
+def zarr_store(spec: StoreSpec, path: str, *, read_only: bool = False) -> zarr.abc.store.Store:
+    """A Zarr store for ``path`` below the lake root.
+
+    Local folders use zarr's ``LocalStore``; S3 uses ``FsspecStore`` over an async s3fs.
+    """
+    full = spec.path(path)
+    if spec.protocol == "file":
+        return zarr.storage.LocalStore(full, read_only=read_only)
+    fs = fsspec.filesystem(spec.protocol, **(s3_options(spec, asynchronous=True) if spec.protocol == "s3" else {}))
+    if spec.protocol == "memory":
+        from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
+
+        fs = AsyncFileSystemWrapper(fs)
+    return zarr.storage.FsspecStore(fs, path=full, read_only=read_only)
+
+
+def storage_options(spec: StoreSpec) -> dict[str, Any]:
+    """fsspec ``storage_options`` for tools that take a URL (xarray, pandas, pyarrow)."""
+    if spec.protocol != "s3":
+        return {}
+    opts = s3_options(spec)
+    opts.pop("asynchronous")
+    opts.pop("skip_instance_cache")
+    return opts
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of some bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_json(fs: fsspec.AbstractFileSystem, path: str) -> Any:
+    """Read a JSON object."""
+    with fs.open(path, "rb") as f:
+        return json.loads(f.read())
+
+
+def write_bytes_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write an object so that readers see the old or the new bytes, never a partial file.
+
+    Local files are written to a temporary name and renamed; an S3 PUT is atomic by itself.
+    """
+    if fs.protocol in ("file", "local") or "file" in getattr(fs, "protocol", ()):
+        import os
+        import tempfile
+
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return
+    fs.pipe_file(path, data)
+
+
+def write_json_atomic(fs: fsspec.AbstractFileSystem, path: str, obj: Any) -> bytes:
+    """Write a JSON object atomically; returns the bytes written."""
+    data = (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+    write_bytes_atomic(fs, path, data)
+    return data

