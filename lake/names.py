@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from lake.bigearthnet import REFERENCE_MAP, S1_BANDS, S2_BANDS
 from lake.errors import BadInput
 
-_S2 = re.compile(
+S2_PATTERN = re.compile(
     r"^(?P<platform>S2[AB])_MSIL2A_(?P<time>\d{8}T\d{6})_N9999_R(?P<orbit>\d{3})_"
     r"T(?P<tile>\d{2}[C-X][A-Z]{2})_(?P<x>\d{2,})_(?P<y>\d{2,})$"
 )
-_S1 = re.compile(
+S1_PATTERN = re.compile(
     r"^(?P<platform>S1[AB])_IW_GRDH_1SDV_(?P<time>\d{8}T\d{6})_"
     r"(?P<tile>\d{2}[C-X][A-Z]{2})_(?P<x>\d+)_(?P<y>\d+)$"
 )
@@ -100,7 +100,7 @@ def parse_patch_id(patch_id: str) -> S2Name:
     Raises:
         BadInput: The string is not a BigEarthNet v2.0 patch id.
     """
-    m = _S2.match(patch_id)
+    m = S2_PATTERN.match(patch_id)
     if m is None:
         raise BadInput(
             patch_id,
@@ -119,7 +119,7 @@ def parse_s1_name(s1_name: str) -> S1Name:
     Raises:
         BadInput: The string is not a BigEarthNet v2.0 S1 name.
     """
-    m = _S1.match(s1_name)
+    m = S1_PATTERN.match(s1_name)
     if m is None:
         raise BadInput(
             s1_name,

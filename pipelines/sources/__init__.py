@@ -1,0 +1,1 @@
+"""Sources of BigEarthNet data the ingest reads: folders, tar.zst archives, LMDB, text parquet."""
