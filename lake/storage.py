@@ -58,11 +58,12 @@ def zarr_store(spec: StoreSpec, path: str, *, read_only: bool = False) -> zarr.a
     full = spec.path(path)
     if spec.protocol == "file":
         return zarr.storage.LocalStore(full, read_only=read_only)
-    fs = fsspec.filesystem(spec.protocol, **(s3_options(spec, asynchronous=True) if spec.protocol == "s3" else {}))
     if spec.protocol == "memory":
         from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
-        fs = AsyncFileSystemWrapper(fs)
+        fs = AsyncFileSystemWrapper(fsspec.filesystem("memory"), asynchronous=True)
+    else:
+        fs = fsspec.filesystem("s3", **s3_options(spec, asynchronous=True))
     return zarr.storage.FsspecStore(fs, path=full, read_only=read_only)
 
 

@@ -7,6 +7,7 @@ are shared (:mod:`pipelines.sources.geotiff`, :func:`check_pair`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,9 +105,11 @@ class Source(Protocol):
 
     Attributes:
         kind: ``folders``, ``tar.zst`` or ``lmdb``.
+        text_path: The BigEarthNet.txt parquet that comes with the source, or None.
     """
 
     kind: str
+    text_path: str | None
 
     def fingerprint(self) -> str:
         """A string that changes when the source's content may have changed (for resume)."""
@@ -223,6 +226,31 @@ def iter_rows(table: pa.Table, batch_size: int = 4096) -> Iterator[dict[str, obj
     """Rows of a table as dicts, a batch at a time."""
     for batch in table.to_batches(batch_size):
         yield from batch.to_pylist()
+
+
+def no_metadata(subject: str, name: str) -> Rejected:
+    """The rejection of data whose patch id or S1 name is in no metadata row.
+
+    Args:
+        subject: Where the data is (a folder, an archive member folder, an LMDB key).
+        name: The patch id or S1 name it belongs to.
+    """
+    return Rejected(
+        subject,
+        "no_metadata",
+        f"{name!r} is in no metadata row (if it is a snow/cloud patch, pass "
+        "metadata_for_patches_with_snow_cloud_or_shadow.parquet as extra metadata)",
+        patch_id=name if S2_PATTERN.match(name) else None,
+    )
+
+
+def stamp(path: str | Path) -> str:
+    """A cheap change detector for one file: ``size:mtime_ns``, or ``missing``."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 @dataclass

@@ -49,18 +49,45 @@ def spec_of(band: str) -> ArraySpec:
         raise BadInput(band, "unknown_band", f"{band!r} is not a BigEarthNet band") from None
 
 
+def check_layout(name: str, band: str, shape: tuple[int, ...], dtype: str) -> ArraySpec:
+    """Check that a band's shape and dtype are the released ones.
+
+    Args:
+        name: What to call the data in errors (a file path, an archive member, an LMDB key).
+        band: The band it must hold.
+        shape: Its shape (2-D).
+        dtype: Its NumPy dtype name.
+
+    Returns:
+        The band's array spec.
+
+    Raises:
+        BadInput: ``wrong_shape`` or ``wrong_dtype``, naming ``name``.
+    """
+    spec = spec_of(band)
+    if tuple(shape) != (spec.size, spec.size):
+        shown = "x".join(str(n) for n in shape) or "a scalar"
+        raise BadInput(name, "wrong_shape", f"{band} is {shown}, expected {spec.size}x{spec.size}")
+    if dtype != spec.dtype:
+        raise BadInput(name, "wrong_dtype", f"{band} is {dtype}, expected {spec.dtype}")
+    return spec
+
+
+def check_array(name: str, band: str, array: np.ndarray) -> np.ndarray:
+    """Check a decoded array (e.g. from a safetensors blob) against its band; return it.
+
+    Raises:
+        BadInput: ``wrong_shape`` or ``wrong_dtype``, naming ``name``.
+    """
+    check_layout(name, band, array.shape, array.dtype.name)
+    return array
+
+
 def _decode(dataset: rasterio.io.DatasetReader, name: str, band: str) -> Band:
     spec = spec_of(band)
     if dataset.count != 1:
         raise BadInput(name, "wrong_band_count", f"has {dataset.count} bands, expected 1")
-    shape = (dataset.height, dataset.width)
-    if shape != (spec.size, spec.size):
-        raise BadInput(
-            name, "wrong_shape", f"{band} is {shape[0]}x{shape[1]}, expected {spec.size}x{spec.size}"
-        )
-    dtype = dataset.dtypes[0]
-    if dtype != spec.dtype:
-        raise BadInput(name, "wrong_dtype", f"{band} is {dtype}, expected {spec.dtype}")
+    check_layout(name, band, (dataset.height, dataset.width), dataset.dtypes[0])
     if dataset.crs is None or dataset.crs.to_epsg() is None:
         raise BadInput(name, "no_crs", "has no EPSG coordinate reference system")
     res = dataset.transform.a

@@ -1,0 +1,73 @@
+"""Where each object of a lake lives (layout version 1); no I/O here.
+
+```
+lake.json                                root: layout version, releases, the current release
+releases/<name>/manifest.json            every object of the release: path, size, sha256, counts
+releases/<name>/quarantine.jsonl         what ingest rejected, one record per line
+patches/<name>.zarr/                     Zarr v3 group, one row per S1/S2 pair along `sample`
+tables/<name>/patches/part-0.parquet     one row per pair (metadata, georeference, geometry)
+tables/<name>/annotations/split=<s>/     BigEarthNet.txt rows + parsed columns
+stac/                                    the STAC catalog
+_work/<name>/                            ingest's resumable state (never read by readers)
+```
+"""
+
+from __future__ import annotations
+
+import re
+
+from lake.errors import ConfigError
+
+LAYOUT_VERSION = 1
+ROOT_DOCUMENT = "lake.json"
+ROOT_LOCK = "lake.json.lock"
+_RELEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_release_name(name: str) -> str:
+    """Return ``name`` if it is a valid release name.
+
+    Raises:
+        ConfigError: It contains characters other than letters, digits, ``.``, ``_``, ``-``.
+    """
+    if not _RELEASE_NAME.match(name):
+        raise ConfigError(
+            f"release name {name!r} is invalid: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def manifest_path(release: str) -> str:
+    """The release manifest."""
+    return f"releases/{release}/manifest.json"
+
+
+def quarantine_path(release: str) -> str:
+    """The quarantine report of a release."""
+    return f"releases/{release}/quarantine.jsonl"
+
+
+def patches_path(release: str) -> str:
+    """The Zarr group of a release."""
+    return f"patches/{release}.zarr"
+
+
+def patches_table_path(release: str) -> str:
+    """The folder of the ``patches`` Parquet table."""
+    return f"tables/{release}/patches"
+
+
+def annotations_table_path(release: str) -> str:
+    """The folder of the ``annotations`` Parquet dataset (hive-partitioned by split)."""
+    return f"tables/{release}/annotations"
+
+
+def work_path(release: str) -> str:
+    """Ingest's resumable state for a release being built."""
+    return f"_work/{release}"
+
+
+def release_prefixes(release: str) -> tuple[str, ...]:
+    """Every prefix whose objects belong to the release (what the manifest lists)."""
+    return (patches_path(release), f"tables/{release}", quarantine_path(release))

@@ -1,0 +1,121 @@
+"""The Zarr v3 patch group: one row per S1/S2 pair along ``sample``, sharded, native resolution.
+
+Arrays (``N`` pairs): ``s2_10m (N, 4, 120, 120) uint16``, ``s2_20m (N, 6, 60, 60) uint16``,
+``s2_60m (N, 2, 20, 20) uint16``, ``s1 (N, 2, 120, 120) float32``, ``reference_map (N, 120, 120)
+uint16``, ``patch_id (N,)`` and ``s1_name (N,)`` strings, and one band-name coordinate per stack.
+A chunk is one sample; a shard holds ``samples_per_shard`` samples of every array, so shard k of
+every array covers the same pairs. The group opens with plain ``zarr.open_group`` and
+``xarray.open_zarr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import zarr
+
+from lake.bigearthnet import ARRAYS, ArraySpec
+from lake.codecs import codecs_for
+from lake.config import StoreSpec
+from lake.layout import LAYOUT_VERSION, patches_path
+from lake.storage import zarr_store
+
+STRING_ARRAYS = ("patch_id", "s1_name")
+
+
+def dimension_names(spec: ArraySpec) -> tuple[str, ...]:
+    """Dimension names of an array (unique per band stack and grid so xarray can merge them)."""
+    grid = f"{spec.resolution_m}m"
+    if spec.bands:
+        return ("sample", f"{spec.name}_band", f"y_{grid}", f"x_{grid}")
+    return ("sample", f"y_{grid}", f"x_{grid}")
+
+
+def create_group(
+    spec: StoreSpec,
+    release: str,
+    n_samples: int,
+    samples_per_shard: int,
+    attributes: Mapping[str, Any] | None = None,
+) -> zarr.Group:
+    """Create (or overwrite) the empty patch group of a release.
+
+    Args:
+        spec: The lake.
+        release: Release name.
+        n_samples: Number of pairs.
+        samples_per_shard: Pairs per shard (the same for every array).
+        attributes: Extra group attributes.
+    """
+    store = zarr_store(spec, patches_path(release))
+    group = zarr.open_group(store, mode="w", zarr_format=3)
+    attrs: dict[str, Any] = {
+        "bigearthnet_lake": {
+            "layout_version": LAYOUT_VERSION,
+            "release": release,
+            "n_samples": n_samples,
+            "samples_per_shard": samples_per_shard,
+            "arrays": {a.name: list(a.bands) for a in ARRAYS},
+        }
+    }
+    attrs.update(attributes or {})
+    group.attrs.update(attrs)
+    n = max(n_samples, 1)
+    shard = min(samples_per_shard, n)
+    for a in ARRAYS:
+        arr = group.create_array(
+            a.name,
+            shape=(n_samples, *a.sample_shape),
+            chunks=(1, *a.sample_shape),
+            shards=(shard, *a.sample_shape),
+            dtype=a.dtype,
+            fill_value=0,
+            dimension_names=dimension_names(a),
+            attributes={"bands": list(a.bands), "resolution_m": a.resolution_m},
+            **codecs_for(a.name),
+        )
+        if a.bands:
+            coord = group.create_array(
+                f"{a.name}_band", shape=(len(a.bands),), dtype=str, dimension_names=(f"{a.name}_band",)
+            )
+            coord[:] = np.array(a.bands)
+        del arr
+    for name in STRING_ARRAYS:
+        group.create_array(
+            name,
+            shape=(n_samples,),
+            chunks=(shard,),
+            dtype=str,
+            dimension_names=("sample",),
+        )
+    return group
+
+
+def open_group(spec: StoreSpec, release: str, *, read_only: bool = True) -> zarr.Group:
+    """Open the patch group of a release."""
+    store = zarr_store(spec, patches_path(release), read_only=read_only)
+    return zarr.open_group(store, mode="r" if read_only else "r+", zarr_format=3)
+
+
+def write_block(group: zarr.Group, start: int, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write a block of consecutive samples (a whole shard) to every array.
+
+    Args:
+        group: The patch group, opened writable.
+        start: Index of the first sample (a multiple of the shard size).
+        arrays: ``name -> stacked values`` for every raster and string array.
+    """
+    for name, values in arrays.items():
+        group[name][start : start + len(values)] = values
+
+
+def shard_object_keys(group_path: str, shard: int) -> list[str]:
+    """The object keys (relative to the lake) of shard ``shard`` of every array."""
+    keys = []
+    for a in ARRAYS:
+        zeros = "/".join("0" for _ in a.sample_shape)
+        keys.append(f"{group_path}/{a.name}/c/{shard}/{zeros}")
+    keys.extend(f"{group_path}/{name}/c/{shard}" for name in STRING_ARRAYS)
+    return keys

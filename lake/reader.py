@@ -1,0 +1,194 @@
+"""Reading a lake back: releases, single patches, the tables, and the whole group as xarray.
+
+Readers pin a release through ``lake.json``; nothing half-written is visible. Nothing here needs
+the project to read the data (the group is plain Zarr v3, the tables plain Parquet); this module
+is a convenience over them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from lake.bigearthnet import ARRAYS
+from lake.config import StoreSpec, store_spec
+from lake.errors import LayoutError, PatchNotFound, ReleaseNotFound
+from lake.layout import annotations_table_path, patches_path, patches_table_path
+from lake.patchstore import open_group
+from lake.release import read_manifest, read_root
+from lake.storage import filesystem, zarr_store
+
+if TYPE_CHECKING:
+    import xarray as xr
+    import zarr
+
+
+@dataclass(frozen=True)
+class Release:
+    """One published, immutable release of a lake.
+
+    Attributes:
+        spec: The lake.
+        name: The release name.
+    """
+
+    spec: StoreSpec
+    name: str
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        """The release manifest (objects, counts, source, parameters)."""
+        return read_manifest(self.spec, self.name)
+
+    @property
+    def group(self) -> zarr.Group:
+        """The Zarr patch group, read-only."""
+        if "group" not in self._cache:
+            self._cache["group"] = open_group(self.spec, self.name)
+        return self._cache["group"]  # type: ignore[no-any-return]
+
+    def _dataset(self, path: str, partitioning: str | None = None) -> ds.Dataset:
+        fs = filesystem(self.spec)
+        full = self.spec.path(path)
+        if not fs.exists(full):
+            raise LayoutError(f"release {self.name!r} has no table at {self.spec.url}/{path}")
+        return ds.dataset(full, filesystem=fs, format="parquet", partitioning=partitioning)
+
+    def patches(self, columns: list[str] | None = None, filter: Any = None) -> pa.Table:
+        """The ``patches`` table (one row per pair), optionally a projection and a filter."""
+        return self._dataset(patches_table_path(self.name)).to_table(columns=columns, filter=filter)
+
+    def annotations(self, split: str | None = None, columns: list[str] | None = None) -> pa.Table:
+        """The ``annotations`` table, optionally one split only (partition pruning)."""
+        if not self.manifest["counts"].get("annotations", {}).get("total"):
+            return pa.table({})
+        d = self._dataset(annotations_table_path(self.name), partitioning="hive")
+        flt = ds.field("split") == split if split else None
+        return d.to_table(columns=columns, filter=flt)
+
+    @property
+    def sample_index(self) -> dict[str, int]:
+        """``patch_id -> sample`` position in the group (loaded once)."""
+        if "index" not in self._cache:
+            t = self.patches(columns=["patch_id", "sample_index"])
+            self._cache["index"] = dict(
+                zip(t["patch_id"].to_pylist(), t["sample_index"].to_pylist(), strict=True)
+            )
+        return self._cache["index"]  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        return int(self.manifest["counts"]["patches"])
+
+    def patch(self, patch_id: str) -> dict[str, Any]:
+        """One pair: every band as a native-resolution array, plus its metadata.
+
+        Returns:
+            ``{"B01": ..., ..., "B12": ..., "VV": ..., "VH": ..., "reference_map": ...,
+            "metadata": {...}}``; S2 bands uint16 at 10/20/60 m sizes, S1 float32 (dB).
+
+        Raises:
+            PatchNotFound: The patch id is not in this release.
+        """
+        index = self.sample_index.get(patch_id)
+        if index is None:
+            raise PatchNotFound(
+                f"patch {patch_id!r} is not in release {self.name!r} of {self.spec.url} "
+                f"({len(self)} pairs; see the patches table or the quarantine report)"
+            )
+        return self.sample(index)
+
+    def sample(self, index: int) -> dict[str, Any]:
+        """The pair stored at position ``index`` of the group (see :meth:`patch`)."""
+        group = self.group
+        out: dict[str, Any] = {}
+        for spec in ARRAYS:
+            values = np.asarray(group[spec.name][index])
+            if spec.bands:
+                out.update({b: values[i] for i, b in enumerate(spec.bands)})
+            else:
+                out[spec.name] = values
+        patch_id = str(group["patch_id"][index])
+        row = self.patches(filter=ds.field("patch_id") == patch_id).to_pylist()
+        out["metadata"] = row[0] if row else {"patch_id": patch_id}
+        return out
+
+    def to_xarray(self, chunks: Any = None) -> xr.Dataset:
+        """The whole group as an :class:`xarray.Dataset` (lazy, dask-backed when ``chunks``)."""
+        import xarray as xr
+
+        store = zarr_store(self.spec, patches_path(self.name), read_only=True)
+        return xr.open_zarr(store, consolidated=False, chunks=chunks, zarr_format=3)
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A lake: its releases and the current one.
+
+    Attributes:
+        spec: How to open it.
+    """
+
+    spec: StoreSpec
+
+    @property
+    def root(self) -> dict[str, Any]:
+        """The root document (``lake.json``)."""
+        return read_root(self.spec)
+
+    @property
+    def releases(self) -> list[str]:
+        """Names of the published releases, oldest first."""
+        return list(self.root["releases"])
+
+    @property
+    def current(self) -> Release:
+        """The current release.
+
+        Raises:
+            ReleaseNotFound: Nothing has been published yet.
+        """
+        name = self.root.get("current")
+        if not name:
+            raise ReleaseNotFound(f"the lake {self.spec.url} has no release yet: run `lake ingest`")
+        return Release(self.spec, name)
+
+    def release(self, name: str | None = None) -> Release:
+        """A release by name (the current one when None).
+
+        Raises:
+            ReleaseNotFound: No such release.
+        """
+        if name is None:
+            return self.current
+        if name not in self.root["releases"]:
+            known = ", ".join(self.releases) or "none"
+            raise ReleaseNotFound(f"release {name!r} is not in {self.spec.url} (releases: {known})")
+        return Release(self.spec, name)
+
+    def patch(self, patch_id: str) -> dict[str, Any]:
+        """A pair of the current release (see :meth:`Release.patch`)."""
+        return self.current.patch(patch_id)
+
+
+def open_lake(url: str | StoreSpec | None = None, **s3: Any) -> Lake:
+    """Open a lake by URL (local folder, ``s3://bucket/prefix``) or spec.
+
+    Args:
+        url: The lake; ``LAKE_URL`` or ``./lake-data`` when None.
+        **s3: ``endpoint_url``, ``key``, ``secret``, ``region`` for S3 (else the environment).
+
+    Raises:
+        LayoutError: There is no lake at the URL.
+    """
+    spec = url if isinstance(url, StoreSpec) else store_spec(url, **s3)
+    lake = Lake(spec)
+    root = lake.root
+    if not root["releases"] and not filesystem(spec).exists(spec.path("lake.json")):
+        raise LayoutError(f"there is no lake at {spec.url} (no lake.json): run `lake ingest` first")
+    return lake

@@ -1,0 +1,234 @@
+"""Releases: the manifest of every object, the root document, and the atomic publish.
+
+A release is immutable. Ingest writes every object under the release's own names, then the
+manifest, then swaps ``lake.json`` last, under a lock object so that two writers never both win.
+Readers pin a release through ``lake.json``; objects not listed there are invisible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import fsspec
+
+from lake.config import StoreSpec
+from lake.errors import LayoutError, PublishConflict, ReleaseNotFound
+from lake.layout import (
+    LAYOUT_VERSION,
+    ROOT_DOCUMENT,
+    ROOT_LOCK,
+    manifest_path,
+    release_prefixes,
+)
+from lake.storage import filesystem, read_json, sha256_bytes, write_json_atomic
+
+#: A lock older than this is left over from a crashed writer and may be broken.
+STALE_LOCK_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class ObjectEntry:
+    """One object of a release.
+
+    Attributes:
+        path: Path relative to the lake root.
+        size: Bytes.
+        sha256: Hex SHA-256 of its content.
+    """
+
+    path: str
+    size: int
+    sha256: str
+
+
+def hash_objects(spec: StoreSpec, paths: Iterable[str]) -> list[ObjectEntry]:
+    """Read objects (paths relative to the lake) and return their sizes and checksums."""
+    fs = filesystem(spec)
+    out = []
+    for rel in paths:
+        data = fs.cat_file(spec.path(rel))
+        out.append(ObjectEntry(rel, len(data), sha256_bytes(data)))
+    return out
+
+
+def list_objects(spec: StoreSpec, prefix: str) -> list[str]:
+    """Every object below ``prefix``, as paths relative to the lake root, sorted."""
+    fs = filesystem(spec)
+    base = spec.path(prefix)
+    if not fs.exists(base):
+        return []
+    root = spec.path().rstrip("/") + "/"
+    return sorted(p[len(root) :] for p in fs.find(base))
+
+
+def read_root(spec: StoreSpec) -> dict[str, Any]:
+    """The root document, or an empty lake's document when there is none yet.
+
+    Raises:
+        LayoutError: ``lake.json`` exists but is not a lake root of a known layout version.
+    """
+    fs = filesystem(spec)
+    path = spec.path(ROOT_DOCUMENT)
+    if not fs.exists(path):
+        return {"layout_version": LAYOUT_VERSION, "releases": {}, "current": None}
+    try:
+        doc = read_json(fs, path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LayoutError(f"{spec.url}/{ROOT_DOCUMENT} is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("layout_version") != LAYOUT_VERSION:
+        raise LayoutError(
+            f"{spec.url}/{ROOT_DOCUMENT}: layout version {doc.get('layout_version')!r} "
+            f"is not supported (this version reads layout {LAYOUT_VERSION})"
+        )
+    return doc
+
+
+def read_manifest(spec: StoreSpec, release: str) -> dict[str, Any]:
+    """The manifest of a published release.
+
+    Raises:
+        ReleaseNotFound: The release is not published in this lake.
+    """
+    root = read_root(spec)
+    if release not in root["releases"]:
+        known = ", ".join(sorted(root["releases"])) or "none"
+        raise ReleaseNotFound(
+            f"release {release!r} is not in the lake {spec.url} (published releases: {known})"
+        )
+    return dict(read_json(filesystem(spec), spec.path(manifest_path(release))))
+
+
+def build_manifest(
+    spec: StoreSpec,
+    release: str,
+    entries: Mapping[str, ObjectEntry],
+    *,
+    counts: Mapping[str, Any],
+    source: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The manifest: every object under the release's prefixes, with size and checksum.
+
+    Objects already hashed (``entries``, e.g. by the shard writers) are taken as they are;
+    the others are read and hashed here.
+
+    Raises:
+        LayoutError: An object listed in ``entries`` is missing from the store.
+    """
+    present: list[str] = []
+    for prefix in release_prefixes(release):
+        present.extend(list_objects(spec, prefix))
+    missing = sorted(set(entries) - set(present))
+    if missing:
+        raise LayoutError(f"release {release!r}: objects written but now missing: {missing[:5]}")
+    todo = [p for p in present if p not in entries]
+    hashed = {e.path: e for e in hash_objects(spec, todo)}
+    objects = [entries.get(p) or hashed[p] for p in present]
+    return {
+        "layout_version": LAYOUT_VERSION,
+        "release": release,
+        "source": dict(source),
+        "parameters": dict(parameters),
+        "counts": dict(counts),
+        "objects": [{"path": o.path, "size": o.size, "sha256": o.sha256} for o in objects],
+        "total_bytes": sum(o.size for o in objects),
+    }
+
+
+class _RootLock:
+    """An exclusive lock object next to ``lake.json`` (create-if-absent, stale after a while)."""
+
+    def __init__(self, spec: StoreSpec, fs: fsspec.AbstractFileSystem) -> None:
+        self.spec = spec
+        self.fs = fs
+        self.path = spec.path(ROOT_LOCK)
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+
+    def acquire(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        body = json.dumps({"token": self.token, "time": time.time()}).encode()
+        while True:
+            if self._create(body):
+                return
+            if self._stale():
+                self.fs.rm_file(self.path)
+                continue
+            if time.monotonic() > deadline:
+                raise PublishConflict(
+                    f"{self.spec.url}/{ROOT_LOCK} is held by another writer; retry later, or "
+                    f"delete it if no ingest is running"
+                )
+            time.sleep(0.2)
+
+    def _create(self, body: bytes) -> bool:
+        if self.spec.protocol == "file":
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+            return True
+        if self.fs.exists(self.path):
+            return False
+        self.fs.pipe_file(self.path, body)
+        # Object stores without conditional writes: the last writer's token wins; check it.
+        return bool(json.loads(self.fs.cat_file(self.path)).get("token") == self.token)
+
+    def _stale(self) -> bool:
+        try:
+            held = json.loads(self.fs.cat_file(self.path))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return True
+        return bool(time.time() - float(held.get("time", 0)) > STALE_LOCK_SECONDS)
+
+    def release(self) -> None:
+        try:
+            held = json.loads(self.fs.cat_file(self.path))
+        except FileNotFoundError:
+            return
+        if held.get("token") == self.token:
+            self.fs.rm_file(self.path)
+
+
+def publish(spec: StoreSpec, release: str, manifest: Mapping[str, Any], *, make_current: bool = True) -> None:
+    """Write the manifest, then swap ``lake.json`` to list the release (atomic, locked).
+
+    Raises:
+        PublishConflict: The release is already published with different content, or another
+            writer holds the lock.
+    """
+    fs = filesystem(spec)
+    lock = _RootLock(spec, fs)
+    lock.acquire()
+    try:
+        root = read_root(spec)
+        existing = root["releases"].get(release)
+        if existing is not None:
+            old = read_json(fs, spec.path(manifest_path(release)))
+            if old.get("objects") != manifest.get("objects"):
+                raise PublishConflict(
+                    f"release {release!r} is already published in {spec.url} with other content; "
+                    "releases are immutable: choose another --release name"
+                )
+            return
+        write_json_atomic(fs, spec.path(manifest_path(release)), manifest)
+        root["releases"][release] = {
+            "manifest": manifest_path(release),
+            "published": datetime.now(UTC).isoformat(timespec="seconds"),
+            "patches": manifest.get("counts", {}).get("patches"),
+        }
+        if make_current:
+            root["current"] = release
+        write_json_atomic(fs, spec.path(ROOT_DOCUMENT), root)
+    finally:
+        lock.release()

@@ -1,0 +1,215 @@
+"""The ``lake`` command line: synth, ingest, info, show, s3 serve.
+
+Exit status: 0 success; 1 an error (the message says what and how to fix it); 2 bad usage;
+3 ingest finished but quarantined some input (see the quarantine report).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from lake.config import StoreSpec, store_spec
+from lake.errors import LakeError
+
+app = typer.Typer(
+    help="The BigEarthNet lake: build, inspect and serve a Zarr/Parquet lake on disk or S3.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+s3_app = typer.Typer(help="The embedded S3 endpoint (rclone serve s3 on loopback).", no_args_is_help=True)
+app.add_typer(s3_app, name="s3")
+
+EXIT_QUARANTINED = 3
+
+LakeOpt = Annotated[
+    Optional[str],  # noqa: UP045 (typer needs Optional on 3.11)
+    typer.Option("--lake", help="Lake URL: a folder or s3://bucket/prefix [env LAKE_URL; default ./lake-data]"),
+]
+EndpointOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--endpoint-url", help="S3 endpoint URL [env AWS_ENDPOINT_URL]"),
+]
+KeyOpt = Annotated[Optional[str], typer.Option("--key", help="S3 access key id [env AWS_ACCESS_KEY_ID]")]  # noqa: UP045
+SecretOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--secret", help="S3 secret key [env AWS_SECRET_ACCESS_KEY]"),
+]
+RegionOpt = Annotated[Optional[str], typer.Option("--region", help="S3 region [env AWS_REGION]")]  # noqa: UP045
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document instead of text.")]
+
+
+def _spec(lake: str | None, endpoint: str | None, key: str | None, secret: str | None, region: str | None) -> StoreSpec:
+    return store_spec(lake, endpoint_url=endpoint, key=key, secret=secret, region=region)
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(1)
+
+
+def _emit(obj: dict[str, Any], as_json: bool, text: str) -> None:
+    typer.echo(json.dumps(obj, indent=1, default=str) if as_json else text)
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Folder to create (must be new or empty).")],
+    patches: Annotated[int, typer.Option("--patches", min=1, help="Number of pairs to draw from the real metadata.")] = 1000,
+    fmt: Annotated[str, typer.Option("--format", help="folders | tar.zst | lmdb")] = "folders",
+    seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed gives the same files.")] = 0,
+    text: Annotated[bool, typer.Option("--text/--no-text", help="Also write BigEarthNet.txt.parquet.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a synthetic BigEarthNet source in the official layout and formats."""
+    from pipelines.synth import synthesize
+
+    try:
+        rep = synthesize(patches, out, fmt=fmt, seed=seed, progress=not as_json, text=text)
+    except (LakeError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    d = {k: getattr(rep, k) for k in ("n_patches", "n_text_rows", "bytes_written", "seconds", "out", "fmt")}
+    _emit(d, as_json, f"wrote {rep.n_patches} pairs and {rep.n_text_rows} text rows ({rep.bytes_written / 1e6:.1f} MB, "
+          f"{rep.fmt}) to {rep.out} in {rep.seconds:.1f} s")  # fmt: skip
+
+
+@app.command()
+def ingest(
+    source: Annotated[Path, typer.Argument(help="Source folder: extracted folders, .tar.zst archives or an LMDB.")],
+    lake: LakeOpt = None,
+    release: Annotated[str, typer.Option("--release", help="Name of the release to build.")] = "v1",
+    kind: Annotated[Optional[str], typer.Option("--kind", help="folders | tar.zst | lmdb (default: detected)")] = None,  # noqa: UP045
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the shuffled write order.")] = 0,
+    samples_per_shard: Annotated[int, typer.Option("--samples-per-shard", min=1, help="Pairs per shard.")] = 256,
+    cluster: Annotated[str, typer.Option("--cluster", help="local | threads | sync | tcp://scheduler:8786")] = "local",
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Workers of a local cluster.")] = None,  # noqa: UP045
+    restart: Annotated[bool, typer.Option("--restart", help="Discard an unfinished ingest of this release.")] = False,
+    endpoint_url: EndpointOpt = None,
+    key: KeyOpt = None,
+    secret: SecretOpt = None,
+    region: RegionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest a source into a new release of the lake (resumable; exit 3 if input was quarantined)."""
+    from pipelines.cluster import ClusterSpec
+    from pipelines.ingest import IngestOptions
+    from pipelines.ingest import ingest as run_ingest
+    from pipelines.sources.open import open_source
+
+    try:
+        spec = _spec(lake, endpoint_url, key, secret, region)
+        src = open_source(source, kind=kind)
+        opts = IngestOptions(release=release, seed=seed, samples_per_shard=samples_per_shard,
+                             restart=restart, progress=not as_json)  # fmt: skip
+        rep = run_ingest(src, spec, opts, ClusterSpec(cluster, workers))
+    except LakeError as exc:
+        raise _fail(exc) from None
+    d = {**rep.to_dict(), "lake": spec.url, "source": str(source), "kind": src.kind}
+    state = "already published" if rep.already_published else f"in {rep.seconds:.1f} s"
+    text = (f"release {rep.release} of {spec.url}: {rep.patches} pairs, {rep.annotations} annotation rows, "
+            f"{rep.bytes / 1e6:.1f} MB, {state}"
+            + (f" ({rep.patches / rep.seconds:.1f} pairs/s)" if rep.seconds else ""))  # fmt: skip
+    if rep.n_quarantined:
+        text += f"\nquarantined {rep.n_quarantined}: {rep.quarantined} (see releases/{rep.release}/quarantine.jsonl)"
+    _emit(d, as_json, text)
+    if rep.n_quarantined:
+        raise typer.Exit(EXIT_QUARANTINED)
+
+
+@app.command()
+def info(
+    lake: LakeOpt = None,
+    endpoint_url: EndpointOpt = None,
+    key: KeyOpt = None,
+    secret: SecretOpt = None,
+    region: RegionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the lake's releases and what each holds."""
+    from lake.reader import open_lake
+
+    try:
+        lk = open_lake(_spec(lake, endpoint_url, key, secret, region))
+        rels = {}
+        for name in lk.releases:
+            m = lk.release(name).manifest
+            rels[name] = {"counts": m["counts"], "bytes": m["total_bytes"], "objects": len(m["objects"]),
+                          "source": m["source"]}  # fmt: skip
+        doc = {"lake": lk.spec.url, "current": lk.root.get("current"), "releases": rels}
+    except LakeError as exc:
+        raise _fail(exc) from None
+    lines = [f"lake {doc['lake']} (current release: {doc['current']})"]
+    for name, r in rels.items():
+        c = r["counts"]
+        lines.append(f"  {name}: {c['patches']} pairs, {c['annotations'].get('total', 0)} annotation rows, "
+                     f"{r['objects']} objects, {r['bytes'] / 1e6:.1f} MB; quarantined {c.get('quarantined') or 0}")  # fmt: skip
+    _emit(doc, as_json, "\n".join(lines))
+
+
+@app.command()
+def show(
+    patch_id: Annotated[str, typer.Argument(help="The S2 patch id of the pair.")],
+    out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("patch.png"),
+    lake: LakeOpt = None,
+    release: Annotated[Optional[str], typer.Option("--release", help="Release (default: current).")] = None,  # noqa: UP045
+    endpoint_url: EndpointOpt = None,
+    key: KeyOpt = None,
+    secret: SecretOpt = None,
+    region: RegionOpt = None,
+) -> None:
+    """Render a pair: true colour, SAR composite and reference map side by side."""
+    from lake.reader import open_lake
+    from lake.render import render_patch
+
+    try:
+        rel = open_lake(_spec(lake, endpoint_url, key, secret, region)).release(release)
+        path = render_patch(rel.patch(patch_id), out)
+    except LakeError as exc:
+        raise _fail(exc) from None
+    typer.echo(path)
+
+
+@s3_app.command("serve")
+def s3_serve(
+    directory: Annotated[Path, typer.Option("--dir", help="Folder to serve; its subfolders are buckets.")] = Path("s3-data"),
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0 = a free one).")] = 9000,
+    bucket: Annotated[list[str], typer.Option("--bucket", help="Bucket(s) to create.")] = ["lake"],  # noqa: B006
+    as_json: JsonOpt = False,
+) -> None:
+    """Serve a folder as S3 on 127.0.0.1 until Ctrl-C; prints the environment to export."""
+    from pipelines.embedded_s3 import EmbeddedS3
+
+    server = EmbeddedS3(directory, port=port, buckets=bucket)
+    try:
+        endpoint = server.start()
+    except LakeError as exc:
+        raise _fail(exc) from None
+    env = endpoint.environment()
+    if as_json:
+        typer.echo(json.dumps({"endpoint_url": endpoint.endpoint_url, "buckets": bucket, "environment": env}))
+    else:
+        typer.echo("\n".join(f"export {k}={v}" for k, v in env.items()))
+        typer.echo(f"# serving {server.directory} at {endpoint.endpoint_url}; Ctrl-C stops", err=True)
+    sys.stdout.flush()
+    try:
+        while server.running:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    """Entry point of the ``lake`` script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,356 @@
+"""Ingest: a BigEarthNet source in, a published lake release out; resumable and idempotent.
+
+Steps (each resumable from the state kept under ``_work/<release>/`` in the lake):
+
+1. **scan**: decode and check every pair of the metadata in batches, in parallel; record the
+   valid pairs (with their georeference) and the rejected ones. Batches already scanned are
+   skipped on a rerun.
+2. **plan**: shuffle the valid pairs with the seed: position = ``sample_index``. The plan is a
+   pure function of the scan results and the seed, so a rerun derives the same one.
+3. **write**: each task writes one whole shard of every array (no read-modify-write), reads its
+   objects back and records their checksums. Shards already done are skipped.
+4. **tables**: the ``patches`` table and the ``annotations`` dataset (partitioned by split).
+5. **publish**: the quarantine report, the manifest of every object, then ``lake.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from lake.config import StoreSpec
+from lake.errors import BadInput, PublishConflict
+from lake.layout import check_release_name, patches_path, quarantine_path, work_path
+from lake.patchstore import create_group, open_group, shard_object_keys, write_block
+from lake.release import ObjectEntry, hash_objects, publish, read_json, read_root
+from lake.storage import filesystem, write_json_atomic
+from pipelines.cluster import ClusterSpec, Runner
+from pipelines.sources.base import Rejected, Source
+from pipelines.tables import write_annotations, write_patches_table
+
+WORK_VERSION = 1
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How to ingest.
+
+    Attributes:
+        release: Name of the release to build.
+        seed: Seed of the shuffled write order.
+        samples_per_shard: Pairs per shard.
+        scan_batch: Pairs per scan task.
+        make_current: Make the new release the lake's current one.
+        restart: Discard the state of an unfinished ingest of this release first.
+        progress: Show progress bars.
+    """
+
+    release: str = "v1"
+    seed: int = 0
+    samples_per_shard: int = 256
+    scan_batch: int = 256
+    make_current: bool = True
+    restart: bool = False
+    progress: bool = True
+
+    def parameters(self) -> dict[str, Any]:
+        """What must match for a rerun to resume (and for the result to be identical)."""
+        return {"seed": self.seed, "samples_per_shard": self.samples_per_shard, "scan_batch": self.scan_batch}
+
+
+@dataclass
+class IngestReport:
+    """What an ingest built.
+
+    Attributes:
+        release: The release name.
+        patches: Pairs in the release.
+        annotations: Text rows in the release.
+        quarantined: Rejected records by reason.
+        bytes: Bytes of the release's objects.
+        seconds: Wall time of this run.
+        resumed: Steps that were found done and skipped.
+        already_published: The release was already published: nothing was done.
+    """
+
+    release: str
+    patches: int = 0
+    annotations: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    seconds: float = 0.0
+    resumed: dict[str, int] = field(default_factory=dict)
+    already_published: bool = False
+
+    @property
+    def n_quarantined(self) -> int:
+        """Total rejected records."""
+        return sum(self.quarantined.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (with throughput)."""
+        d = asdict(self)
+        d["patches_per_second"] = round(self.patches / self.seconds, 1) if self.seconds else None
+        return d
+
+
+# ---------------------------------------------------------------- tasks (run on workers)
+
+
+def scan_task(batch: tuple[int, list[tuple[str, str]]], source: Source) -> dict[str, Any]:
+    """Decode and check a batch of pairs; return the valid ones and the rejections."""
+    index, rows = batch
+    ok: list[list[Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for patch_id, s1_name in rows:
+        try:
+            pair = source.read_pair(patch_id, s1_name)
+        except BadInput as exc:
+            rejected.append(asdict(Rejected.of(exc, patch_id)))
+            continue
+        ok.append([patch_id, pair.epsg, list(pair.transform)])
+    return {"batch": index, "first": rows[0][0], "last": rows[-1][0], "ok": ok, "rejected": rejected}
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard to write: its index, first sample, and the pairs in sample order."""
+
+    shard: int
+    start: int
+    rows: tuple[tuple[str, str], ...]
+
+
+def write_shard_task(job: ShardJob, source: Source, spec: StoreSpec, release: str) -> dict[str, Any]:
+    """Read the pairs of one shard, write every array's shard, return the objects' checksums."""
+    stacks: dict[str, list[np.ndarray]] = {}
+    for patch_id, s1_name in job.rows:
+        try:
+            pair = source.read_pair(patch_id, s1_name)
+        except BadInput as exc:
+            raise BadInput(exc.subject, exc.reason, f"{exc.detail} (it was valid when scanned: "
+                           "the source changed during ingest; rerun with --restart)") from None  # fmt: skip
+        for name, values in pair.stacked().items():
+            stacks.setdefault(name, []).append(values)
+    arrays: dict[str, np.ndarray] = {k: np.stack(v) for k, v in stacks.items()}
+    arrays["patch_id"] = np.array([r[0] for r in job.rows], dtype=object)
+    arrays["s1_name"] = np.array([r[1] for r in job.rows], dtype=object)
+    group = open_group(spec, release, read_only=False)
+    write_block(group, job.start, arrays)
+    entries = hash_objects(spec, shard_object_keys(patches_path(release), job.shard))
+    return {"shard": job.shard, "objects": [asdict(e) for e in entries]}
+
+
+# ---------------------------------------------------------------- the driver
+
+
+class _WorkState:
+    """The resumable state of one release's ingest, kept in the lake under ``_work/``."""
+
+    def __init__(self, spec: StoreSpec, release: str) -> None:
+        self.spec = spec
+        self.fs = filesystem(spec)
+        self.base = spec.path(work_path(release))
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.base, *parts])
+
+    def read(self, *parts: str) -> Any | None:
+        p = self.path(*parts)
+        return read_json(self.fs, p) if self.fs.exists(p) else None
+
+    def write(self, obj: Any, *parts: str) -> None:
+        write_json_atomic(self.fs, self.path(*parts), obj)
+
+    def listing(self, *parts: str) -> dict[str, Any]:
+        """Every JSON document in a folder of the state, by file name."""
+        folder = self.path(*parts)
+        if not self.fs.exists(folder):
+            return {}
+        return {p.rsplit("/", 1)[-1]: read_json(self.fs, p) for p in self.fs.find(folder) if p.endswith(".json")}
+
+    def clear(self) -> None:
+        if self.fs.exists(self.base):
+            self.fs.rm(self.base, recursive=True)
+
+
+def plan_order(valid: Sequence[str], seed: int) -> np.ndarray:
+    """The shuffled write order: ``order[k]`` is the index (into ``valid``) of sample ``k``."""
+    return np.random.default_rng(seed).permutation(len(valid))
+
+
+def ingest(
+    source: Source,
+    spec: StoreSpec,
+    options: IngestOptions = IngestOptions(),
+    cluster: ClusterSpec = ClusterSpec(),
+) -> IngestReport:
+    """Ingest a source into a new release of the lake at ``spec``.
+
+    Rerunning after a crash resumes; rerunning after success does nothing.
+
+    Raises:
+        PublishConflict: The release exists with other content, or an unfinished ingest of it
+            from another source or with other parameters is in the lake (use ``restart``).
+        SourceError: The source cannot be read at all.
+    """
+    t0 = time.perf_counter()
+    release = check_release_name(options.release)
+    report = IngestReport(release=release)
+    fingerprint = {"kind": source.kind, "fingerprint": source.fingerprint()}
+    if _already_published(spec, release, fingerprint, report):
+        return report
+    state = _WorkState(spec, release)
+    if options.restart:
+        state.clear()
+    header = {"work_version": WORK_VERSION, "source": fingerprint, "parameters": options.parameters()}
+    previous = state.read("state.json")
+    if previous is not None and previous != header:
+        raise PublishConflict(
+            f"an unfinished ingest of release {release!r} in {spec.url} used another source or "
+            f"other parameters ({previous}); rerun with --restart to discard it"
+        )
+    state.write(header, "state.json")
+
+    source.prepare(progress=options.progress)
+    meta = source.metadata()
+    rows = list(zip(meta.column("patch_id").to_pylist(), meta.column("s1_name").to_pylist(), strict=True))
+    with Runner(cluster) as runner:
+        scans = _scan(runner, source, rows, options, state, report)
+        valid_ids, georef, rejected = _collect(scans, rows)
+        rejected.extend(
+            asdict(r) for r in source.orphans(set(meta.column("patch_id").to_pylist()),
+                                              set(meta.column("s1_name").to_pylist()))
+        )  # fmt: skip
+        order = plan_order(valid_ids, options.seed)
+        ordered = [valid_ids[i] for i in order]
+        s1_of = dict(rows)
+        entries = _write_shards(runner, source, spec, ordered, s1_of, options, state, report)
+    sample_index = {pid: k for k, pid in enumerate(ordered)}
+    write_patches_table(spec, release, meta, sample_index, georef, options.samples_per_shard)
+    text_rejected, text_counts = write_annotations(source, spec, release, meta, sample_index)
+    rejected.extend(text_rejected)
+    _write_quarantine(spec, release, rejected, report)
+    counts = {"patches": len(ordered), "annotations": text_counts, "quarantined": report.quarantined}
+    from lake.release import build_manifest
+
+    manifest = build_manifest(
+        spec, release, entries, counts=counts, source=fingerprint,
+        parameters={**options.parameters(), "layout": "v1"},
+    )  # fmt: skip
+    publish(spec, release, manifest, make_current=options.make_current)
+    state.clear()
+    report.patches = len(ordered)
+    report.annotations = int(text_counts.get("total", 0))
+    report.bytes = int(manifest["total_bytes"])
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _already_published(spec: StoreSpec, release: str, fingerprint: Mapping[str, Any], report: IngestReport) -> bool:
+    root = read_root(spec)
+    if release not in root["releases"]:
+        return False
+    manifest = read_json(filesystem(spec), spec.path(root["releases"][release]["manifest"]))
+    if manifest.get("source") != dict(fingerprint):
+        raise PublishConflict(
+            f"release {release!r} is already published in {spec.url} from another source "
+            f"({manifest.get('source')}); releases are immutable: choose another --release name"
+        )
+    counts = manifest.get("counts", {})
+    report.already_published = True
+    report.patches = int(counts.get("patches", 0))
+    report.annotations = int(counts.get("annotations", {}).get("total", 0))
+    report.quarantined = dict(counts.get("quarantined", {}))
+    report.bytes = int(manifest.get("total_bytes", 0))
+    return True
+
+
+def _scan(
+    runner: Runner,
+    source: Source,
+    rows: list[tuple[str, str]],
+    options: IngestOptions,
+    state: _WorkState,
+    report: IngestReport,
+) -> dict[int, dict[str, Any]]:
+    size = options.scan_batch
+    batches = [(i, rows[s : s + size]) for i, s in enumerate(range(0, len(rows), size))]
+    done = {int(k.split(".")[0]): v for k, v in state.listing("scan").items()}
+    # A stored result counts only if it covers the same rows (same metadata).
+    done = {i: v for i, v in done.items() if i < len(batches) and v["first"] == batches[i][1][0][0]
+            and v["last"] == batches[i][1][-1][0]}  # fmt: skip
+    report.resumed["scan_batches"] = len(done)
+    todo = [b for b in batches if b[0] not in done]
+    for result in runner.map(scan_task, todo, source, desc="scan", progress=options.progress):
+        state.write(result, "scan", f"{result['batch']:06d}.json")
+        done[result["batch"]] = result
+    return done
+
+
+def _collect(
+    scans: Mapping[int, Mapping[str, Any]], rows: list[tuple[str, str]]
+) -> tuple[list[str], dict[str, tuple[int, list[float]]], list[dict[str, Any]]]:
+    georef: dict[str, tuple[int, list[float]]] = {}
+    rejected: list[dict[str, Any]] = []
+    for i in sorted(scans):
+        for patch_id, epsg, transform in scans[i]["ok"]:
+            georef[patch_id] = (int(epsg), list(transform))
+        rejected.extend(scans[i]["rejected"])
+    valid = [pid for pid, _ in rows if pid in georef]
+    return valid, georef, rejected
+
+
+def _write_shards(
+    runner: Runner,
+    source: Source,
+    spec: StoreSpec,
+    ordered: list[str],
+    s1_of: Mapping[str, str],
+    options: IngestOptions,
+    state: _WorkState,
+    report: IngestReport,
+) -> dict[str, ObjectEntry]:
+    per = options.samples_per_shard
+    release = options.release
+    layout = {"n_samples": len(ordered), "samples_per_shard": per, "first": ordered[:1], "last": ordered[-1:]}
+    if state.read("group.json") != layout:
+        create_group(spec, release, len(ordered), per)
+        state.write(layout, "group.json")
+        for name in state.listing("shards"):
+            state.fs.rm_file(state.path("shards", name))
+    done = {int(k.split(".")[0]): v for k, v in state.listing("shards").items()}
+    report.resumed["shards"] = len(done)
+    jobs = [
+        ShardJob(k, s, tuple((pid, s1_of[pid]) for pid in ordered[s : s + per]))
+        for k, s in enumerate(range(0, len(ordered), per))
+        if k not in done
+    ]
+    for result in runner.map(write_shard_task, jobs, source, spec, release, desc="write", progress=options.progress):
+        state.write(result, "shards", f"{result['shard']:06d}.json")
+        done[result["shard"]] = result
+    entries: dict[str, ObjectEntry] = {}
+    for result in done.values():
+        for o in result["objects"]:
+            entries[o["path"]] = ObjectEntry(**o)
+    return entries
+
+
+def _write_quarantine(spec: StoreSpec, release: str, rejected: list[dict[str, Any]], report: IngestReport) -> None:
+    counts: dict[str, int] = {}
+    for r in rejected:
+        counts[r["reason"]] = counts.get(r["reason"], 0) + 1
+    report.quarantined = dict(sorted(counts.items()))
+    body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rejected).encode()
+    from lake.storage import write_bytes_atomic
+
+    write_bytes_atomic(filesystem(spec), spec.path(quarantine_path(release)), body)
+
+
+__all__ = ["IngestOptions", "IngestReport", "ingest", "pa"]

@@ -1,0 +1,360 @@
+"""BigEarthNet v2.0 as the official ``.tar.zst`` archives, streamed and staged for random access.
+
+The archives are read as streams (zstd decompression feeding ``tarfile`` in ``r|`` mode) and never
+extracted to disk as files. Ingest reads pairs in a shuffled order, which a stream cannot serve,
+so :meth:`TarZstSource.prepare` copies the members' raw bytes, untouched, into one local LMDB keyed
+by member path. Each archive gets a marker when it is staged completely, so a rerun after a crash
+restages only unfinished archives and a finished stage is reused until the archive changes.
+
+python-zstandard's ``stream_reader`` ends silently on a truncated file, and ``tarfile`` ends
+silently when a stream stops at a member boundary: :class:`ZstdStream` therefore checks that the
+last zstd frame is complete and raises otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, ClassVar
+
+import lmdb
+import pyarrow as pa
+import zstandard
+from tqdm import tqdm
+
+from lake.errors import BadInput, SourceError
+from lake.names import MAPS_ROOT, S1_ROOT, S2_ROOT, pair_files, split_member
+from pipelines.sources.base import Pair, Rejected, assemble_pair, no_metadata, read_metadata, stamp
+from pipelines.sources.folders import metadata_paths
+from pipelines.sources.geotiff import Band, read_band_bytes
+from pipelines.sources.lmdb_source import forget_reader, iter_keys, reader
+
+#: The archive of each top-level folder.
+ARCHIVES: dict[str, str] = {top: f"{top}.tar.zst" for top in (S2_ROOT, S1_ROOT, MAPS_ROOT)}
+#: Default staging folder, inside the source root.
+STAGING_DIRNAME = ".lake-staging"
+_MARKER_PREFIX = b"\x00staged:"  # sorts before every member path
+_COMMIT_BYTES = 64 << 20
+_MAP_SIZE = 1 << 40  # address space only: the file grows with what is written
+_CHUNK = 1 << 20
+
+
+class ZstdStream:
+    """A readable stream of a zstd file that raises on truncation instead of ending quietly.
+
+    Multi-frame files (e.g. from ``pzstd``) are read frame after frame.
+    """
+
+    def __init__(self, raw: BinaryIO, chunk_size: int = _CHUNK) -> None:
+        self._raw = raw
+        self._chunk_size = chunk_size
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._in_frame = False
+        self._done = False
+        self._data = b""
+        self._offset = 0
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` decompressed bytes (all the rest when negative); ``b""`` at the end.
+
+        Raises:
+            EOFError: The file ends inside a zstd frame (truncated).
+            zstandard.ZstdError: The compressed data is corrupt.
+        """
+        if size < 0:
+            return b"".join(iter(lambda: self.read(self._chunk_size), b""))
+        parts = []
+        while size > 0 and (self._offset < len(self._data) or self._fill()):
+            piece = self._data[self._offset : self._offset + size]
+            self._offset += len(piece)
+            size -= len(piece)
+            parts.append(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _fill(self) -> bool:
+        while not self._done:
+            chunk = self._raw.read(self._chunk_size)
+            if not chunk:
+                if self._in_frame:
+                    raise EOFError("the zstd stream ends inside a frame: the file is truncated")
+                self._done = True
+                break
+            out = self._decompress(chunk)
+            if out:
+                self._data, self._offset = out, 0
+                return True
+        return False
+
+    def _decompress(self, data: bytes) -> bytes:
+        outs = []
+        while data:
+            outs.append(self._obj.decompress(data))
+            self._in_frame = not self._obj.eof
+            if self._in_frame:
+                break
+            data = self._obj.unused_data
+            self._obj = self._dctx.decompressobj()
+        return b"".join(outs)
+
+
+def _member_key(name: str, top: str) -> str:
+    """The staging key of an archive member: its path, always starting with the top folder."""
+    name = name.lstrip("/")
+    while name.startswith("./"):
+        name = name[2:]
+    return name if name.startswith(top + "/") else f"{top}/{name}"
+
+
+def _marker_key(archive: str) -> bytes:
+    return _MARKER_PREFIX + archive.encode()
+
+
+def _read_marker(txn: lmdb.Transaction, archive: str) -> dict[str, object] | None:
+    raw = txn.get(_marker_key(archive))
+    return None if raw is None else json.loads(bytes(raw))
+
+
+def _delete_prefix(txn: lmdb.Transaction, prefix: bytes) -> int:
+    """Delete every key that starts with ``prefix``; return how many."""
+    n = 0
+    with txn.cursor() as cursor:
+        if not cursor.set_range(prefix):
+            return 0
+        while cursor.key().startswith(prefix):
+            if not cursor.delete():
+                break
+            n += 1
+    return n
+
+
+def stage_archive(env: lmdb.Environment, archive: Path, top: str, progress: bool = False) -> int:
+    """Stream one archive into the staging LMDB; mark it complete at the end.
+
+    Members are committed every 64 MB, so what was staged before a failure stays readable. A stage
+    of another version of the archive (other size/mtime) is wiped first.
+
+    Args:
+        env: The staging LMDB, open for writing.
+        archive: The ``.tar.zst`` file.
+        top: Its top-level folder (``BigEarthNet-S2``...), the prefix of its keys.
+        progress: Show a tqdm bar over the compressed bytes.
+
+    Returns:
+        The number of members staged.
+
+    Raises:
+        SourceError: The archive is corrupt or truncated (naming how far staging got).
+    """
+    fingerprint = stamp(archive)
+    with env.begin(write=True) as txn:
+        old = _read_marker(txn, archive.name)
+        if old is not None and old.get("fingerprint") != fingerprint:
+            _delete_prefix(txn, f"{top}/".encode())
+        marker = {"fingerprint": fingerprint, "complete": False, "members": 0, "bytes": 0}
+        txn.put(_marker_key(archive.name), json.dumps(marker).encode())
+    members = nbytes = pending = 0
+    txn = env.begin(write=True)
+    try:
+        with (
+            open(archive, "rb") as raw,
+            tqdm.wrapattr(
+                raw, "read", total=os.path.getsize(archive), desc=archive.name,
+                unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
+            ) as counted,
+            tarfile.open(fileobj=ZstdStream(counted), mode="r|") as tar,  # type: ignore[call-overload]
+        ):  # fmt: skip
+            for info in tar:
+                if not info.isfile():
+                    continue
+                data = tar.extractfile(info).read()  # type: ignore[union-attr]
+                txn.put(_member_key(info.name, top).encode(), data)
+                members, nbytes, pending = members + 1, nbytes + len(data), pending + len(data)
+                if pending >= _COMMIT_BYTES:
+                    txn.commit()
+                    txn, pending = env.begin(write=True), 0
+        marker.update(complete=True, members=members, bytes=nbytes)
+        txn.put(_marker_key(archive.name), json.dumps(marker).encode())
+        txn.commit()
+    except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
+        txn.commit()  # keep the members read before the failure
+        raise SourceError(
+            f"{archive}: corrupt or truncated archive stream after {members} member(s) "
+            f"({nbytes} bytes) were staged ({type(exc).__name__}: {exc}); the staged members stay "
+            "readable, the rest of this archive is missing: re-download it and run prepare again"
+        ) from None
+    return members
+
+
+@dataclass(frozen=True)
+class TarZstSource:
+    """The official ``.tar.zst`` archives plus ``metadata.parquet``, staged into a local LMDB.
+
+    Attributes:
+        root: The folder holding ``BigEarthNet-S2.tar.zst``, ``BigEarthNet-S1.tar.zst``,
+            ``Reference_Maps.tar.zst`` and ``metadata.parquet``.
+        staging_dir: Where the staging LMDB goes (default ``<root>/.lake-staging``; give a local
+            cache folder when the root is read-only or slow). It needs about the archives'
+            extracted size (about 160 GB for the whole set).
+        metadata_path: The metadata parquet (default ``<root>/metadata.parquet``).
+        extra_metadata: More metadata parquets to include (e.g. the snow/cloud one).
+        text_path: The BigEarthNet.txt parquet that comes with it, or None.
+    """
+
+    root: str
+    staging_dir: str | None = None
+    metadata_path: str | None = None
+    extra_metadata: tuple[str, ...] = ()
+    text_path: str | None = None
+    kind: ClassVar[str] = "tar.zst"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", os.fspath(self.root))
+        for name in ("staging_dir", "metadata_path"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, os.fspath(value))
+        object.__setattr__(self, "extra_metadata", tuple(map(os.fspath, self.extra_metadata)))
+
+    @property
+    def staging(self) -> str:
+        """The staging LMDB folder."""
+        return self.staging_dir or os.path.join(self.root, STAGING_DIRNAME)
+
+    def archive(self, top: str) -> Path:
+        """The archive file of a top-level folder."""
+        return Path(self.root) / ARCHIVES[top]
+
+    def fingerprint(self) -> str:
+        """Root, size/mtime of the three archives and of the metadata parquets."""
+        main, extra = metadata_paths(self.root, self.metadata_path, self.extra_metadata)
+        return json.dumps(
+            {
+                "kind": self.kind,
+                "root": os.path.abspath(self.root),
+                "archives": {a: stamp(self.archive(t)) for t, a in ARCHIVES.items()},
+                "metadata": [stamp(p) for p in (main, *extra)],
+            },
+            sort_keys=True,
+        )
+
+    def staged(self) -> dict[str, bool]:
+        """For each archive, whether a complete stage of its current version exists."""
+        if not os.path.exists(os.path.join(self.staging, "data.mdb")):
+            return dict.fromkeys(ARCHIVES.values(), False)
+        with reader(self.staging).begin() as txn:
+            return {
+                a: (m := _read_marker(txn, a)) is not None
+                and bool(m["complete"])
+                and m["fingerprint"] == stamp(self.archive(t))
+                for t, a in ARCHIVES.items()
+            }
+
+    def prepare(self, progress: bool = False) -> None:
+        """Stage every archive that has no complete stage of its current version.
+
+        All archives are attempted even when one fails; the errors are raised together at the end.
+
+        Raises:
+            SourceError: An archive is missing, corrupt or truncated.
+        """
+        missing = [str(self.archive(t)) for t in ARCHIVES if not self.archive(t).is_file()]
+        if missing:
+            raise SourceError(f"missing archive(s) {', '.join(missing)}")
+        todo = [t for t, done in zip(ARCHIVES, self.staged().values(), strict=True) if not done]
+        if not todo:
+            return
+        forget_reader(self.staging)  # never hold a reader and a writer on one LMDB
+        os.makedirs(self.staging, exist_ok=True)
+        errors = []
+        env = lmdb.open(self.staging, map_size=_MAP_SIZE, max_dbs=0, readahead=False)
+        try:
+            for top in todo:
+                try:
+                    stage_archive(env, self.archive(top), top, progress)
+                except SourceError as exc:
+                    errors.append(str(exc))
+        finally:
+            env.close()
+        if errors:
+            raise SourceError("; ".join(errors))
+
+    def metadata(self) -> pa.Table:
+        """The checked metadata rows, sorted by patch_id."""
+        main, extra = metadata_paths(self.root, self.metadata_path, self.extra_metadata)
+        return read_metadata(main, extra)
+
+    def member_name(self, relpath: str) -> str:
+        """How errors name a member: ``<archive>:<member path>``."""
+        return f"{ARCHIVES[relpath.split('/', 1)[0]]}:{relpath}"
+
+    def _staged_reader(self) -> lmdb.Environment:
+        if not os.path.exists(os.path.join(self.staging, "data.mdb")):
+            raise SourceError(
+                f"{self.root}: the archives are not staged in {self.staging}; run prepare() first"
+            )
+        return reader(self.staging)
+
+    def _get(self, relpath: str, txn: lmdb.Transaction) -> bytes:
+        data = txn.get(relpath.encode())
+        if data is None:
+            archive = ARCHIVES[relpath.split("/", 1)[0]]
+            marker = _read_marker(txn, archive)
+            why = "not in the archive"
+            if marker is None or not marker["complete"]:
+                why += f" (staging of {archive} did not finish: the archive is corrupt or truncated)"
+            raise BadInput(self.member_name(relpath), "missing_file", why)
+        return bytes(data)
+
+    def read_band(self, relpath: str, band: str) -> Band:
+        """Decode one staged member given by its path (``BigEarthNet-S2/...``).
+
+        Raises:
+            BadInput: The member is missing, unreadable, or not the band.
+            SourceError: The archives are not staged.
+        """
+        with self._staged_reader().begin() as txn:
+            data = self._get(relpath, txn)
+        return read_band_bytes(data, self.member_name(relpath), band)
+
+    def read_pair(self, patch_id: str, s1_name: str) -> Pair:
+        """Decode the 15 staged members of one pair.
+
+        Raises:
+            BadInput: ``no_files`` (named by patch id) when none of its members were staged,
+                otherwise the first bad member as ``<archive>:<member>``.
+            SourceError: The archives are not staged.
+        """
+        files = pair_files(patch_id, s1_name)
+        with self._staged_reader().begin() as txn:
+            raw = {band: txn.get(rel.encode()) for band, rel in files.items()}
+            if all(data is None for data in raw.values()):
+                raise BadInput(patch_id, "no_files", f"no member for this patch in {self.root}")
+            blobs = {b: self._get(files[b], txn) if d is None else d for b, d in raw.items()}
+        bands = {}
+        for band, data in blobs.items():
+            decoded = read_band_bytes(data, self.member_name(files[band]), band)
+            bands[band] = (decoded.data, decoded.epsg, decoded.transform)
+        return assemble_pair(patch_id, s1_name, bands)
+
+    def orphans(self, known_patch_ids: set[str], known_s1_names: set[str]) -> list[Rejected]:
+        """Staged member folders whose name is in no metadata row (one rejection per folder).
+
+        Raises:
+            SourceError: The archives are not staged.
+        """
+        out: list[Rejected] = []
+        seen: set[str] = set()
+        for key in iter_keys(self._staged_reader()):
+            parts = split_member(key)
+            folder = key.rsplit("/", 1)[0]
+            if parts is None or folder in seen:
+                continue
+            seen.add(folder)
+            top, name, _ = parts
+            if name not in (known_s1_names if top == S1_ROOT else known_patch_ids):
+                out.append(no_metadata(self.member_name(folder), name))
+        return out
