@@ -57,7 +57,20 @@ ARRAYS: Final[tuple[ArraySpec, ...]] = (S2_10M, S2_20M, S2_60M, S1, REFERENCE_MA
 ARRAYS_BY_NAME: Final = MappingProxyType({a.name: a for a in ARRAYS})
 
 #: S2 bands in ESA order, as in the file names.
-S2_BANDS: Final = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+S2_BANDS: Final = (
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B09",
+    "B11",
+    "B12",
+)
 S1_BANDS: Final = ("VV", "VH")
 
 #: Which array holds each band.
@@ -170,7 +183,9 @@ TEXT_COLUMNS: Final = (
 )
 
 
-def multi_hot(labels: list[str] | tuple[str, ...], order: tuple[str, ...] = CLASSES_SORTED) -> np.ndarray:
+def multi_hot(
+    labels: list[str] | tuple[str, ...], order: tuple[str, ...] = CLASSES_SORTED
+) -> np.ndarray:
     """Encode 19-class names as a float32 multi-hot vector.
 
     Args:

@@ -97,8 +97,17 @@ def footprint_wgs84(tile: str, x: int, y: int) -> list[tuple[float, float]]:
     grid = tile_grid(tile)
     xmin, ymin, xmax, ymax = grid.patch_bounds(x, y)
     xm, ym = (xmin + xmax) / 2, (ymin + ymax) / 2
-    ring = [(xmin, ymin), (xm, ymin), (xmax, ymin), (xmax, ym), (xmax, ymax), (xm, ymax),
-            (xmin, ymax), (xmin, ym), (xmin, ymin)]  # fmt: skip
+    ring = [
+        (xmin, ymin),
+        (xm, ymin),
+        (xmax, ymin),
+        (xmax, ym),
+        (xmax, ymax),
+        (xm, ymax),
+        (xmin, ymax),
+        (xmin, ym),
+        (xmin, ymin),
+    ]
     lons, lats = _to_wgs84(grid.epsg).transform([p[0] for p in ring], [p[1] for p in ring])
     return [(round(lo, 7), round(la, 7)) for lo, la in zip(lons, lats, strict=True)]
 

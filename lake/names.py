@@ -109,7 +109,13 @@ def parse_patch_id(patch_id: str) -> S2Name:
             "(expected S2A|S2B_MSIL2A_<YYYYMMDDTHHMMSS>_N9999_R<orbit>_T<tile>_<x>_<y>)",
         )
     return S2Name(
-        patch_id, m["platform"], _time(m["time"]), int(m["orbit"]), m["tile"], int(m["x"]), int(m["y"])
+        patch_id,
+        m["platform"],
+        _time(m["time"]),
+        int(m["orbit"]),
+        m["tile"],
+        int(m["x"]),
+        int(m["y"]),
     )
 
 
@@ -154,7 +160,8 @@ def pair_files(patch_id: str, s1_name: str) -> dict[str, str]:
 def split_member(path: str) -> tuple[str, str, str] | None:
     """Split a source file path into (root folder, patch or s1 name, band), or None.
 
-    ``BigEarthNet-S2/<product>/<patch_id>/<patch_id>_B02.tif`` -> ``("BigEarthNet-S2", patch_id, "B02")``.
+    ``BigEarthNet-S2/<product>/<patch_id>/<patch_id>_B02.tif`` gives
+    ``("BigEarthNet-S2", patch_id, "B02")``.
     Paths that are not band files of the official layout give None.
     """
     parts = path.strip("/").split("/")

@@ -19,6 +19,7 @@ import zarr
 from lake.bigearthnet import ARRAYS, ArraySpec
 from lake.codecs import codecs_for
 from lake.config import StoreSpec
+from lake.errors import LayoutError
 from lake.layout import LAYOUT_VERSION, patches_path
 from lake.storage import zarr_store
 
@@ -78,7 +79,10 @@ def create_group(
         )
         if a.bands:
             coord = group.create_array(
-                f"{a.name}_band", shape=(len(a.bands),), dtype=str, dimension_names=(f"{a.name}_band",)
+                f"{a.name}_band",
+                shape=(len(a.bands),),
+                dtype=str,
+                dimension_names=(f"{a.name}_band",),
             )
             coord[:] = np.array(a.bands)
         del arr
@@ -91,6 +95,18 @@ def create_group(
             dimension_names=("sample",),
         )
     return group
+
+
+def array_of(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of the group.
+
+    Raises:
+        LayoutError: It is missing or is a group.
+    """
+    node = group.get(name)
+    if not isinstance(node, zarr.Array):
+        raise LayoutError(f"the patch group {group.store_path} has no array {name!r}")
+    return node
 
 
 def open_group(spec: StoreSpec, release: str, *, read_only: bool = True) -> zarr.Group:
@@ -108,7 +124,7 @@ def write_block(group: zarr.Group, start: int, arrays: Mapping[str, np.ndarray])
         arrays: ``name -> stacked values`` for every raster and string array.
     """
     for name, values in arrays.items():
-        group[name][start : start + len(values)] = values
+        array_of(group, name)[start : start + len(values)] = values
 
 
 def shard_object_keys(group_path: str, shard: int) -> list[str]:

@@ -19,7 +19,7 @@ from lake.bigearthnet import ARRAYS
 from lake.config import StoreSpec, store_spec
 from lake.errors import LayoutError, PatchNotFound, ReleaseNotFound
 from lake.layout import annotations_table_path, patches_path, patches_table_path
-from lake.patchstore import open_group
+from lake.patchstore import array_of, open_group
 from lake.release import read_manifest, read_root
 from lake.storage import filesystem, zarr_store
 
@@ -51,7 +51,7 @@ class Release:
         """The Zarr patch group, read-only."""
         if "group" not in self._cache:
             self._cache["group"] = open_group(self.spec, self.name)
-        return self._cache["group"]  # type: ignore[no-any-return]
+        return self._cache["group"]
 
     def _dataset(self, path: str, partitioning: str | None = None) -> ds.Dataset:
         fs = filesystem(self.spec)
@@ -80,7 +80,7 @@ class Release:
             self._cache["index"] = dict(
                 zip(t["patch_id"].to_pylist(), t["sample_index"].to_pylist(), strict=True)
             )
-        return self._cache["index"]  # type: ignore[no-any-return]
+        return self._cache["index"]
 
     def __len__(self) -> int:
         return int(self.manifest["counts"]["patches"])
@@ -108,12 +108,12 @@ class Release:
         group = self.group
         out: dict[str, Any] = {}
         for spec in ARRAYS:
-            values = np.asarray(group[spec.name][index])
+            values = np.asarray(array_of(group, spec.name)[index])
             if spec.bands:
                 out.update({b: values[i] for i, b in enumerate(spec.bands)})
             else:
                 out[spec.name] = values
-        patch_id = str(group["patch_id"][index])
+        patch_id = str(array_of(group, "patch_id")[index])
         row = self.patches(filter=ds.field("patch_id") == patch_id).to_pylist()
         out["metadata"] = row[0] if row else {"patch_id": patch_id}
         return out

@@ -170,13 +170,19 @@ class _RootLock:
 
     def _create(self, body: bytes) -> bool:
         if self.spec.protocol == "file":
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            # Write the body under a private name, then hard-link it into place: the link fails
+            # if the lock exists, and a lock that exists always has its whole body.
+            directory = os.path.dirname(self.path)
+            os.makedirs(directory, exist_ok=True)
+            tmp = f"{self.path}.{uuid.uuid4().hex}"
+            with open(tmp, "wb") as f:
+                f.write(body)
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.link(tmp, self.path)
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "wb") as f:
-                f.write(body)
+            finally:
+                os.unlink(tmp)
             return True
         if self.fs.exists(self.path):
             return False
@@ -187,8 +193,10 @@ class _RootLock:
     def _stale(self) -> bool:
         try:
             held = json.loads(self.fs.cat_file(self.path))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return True
+        except FileNotFoundError:
+            return False  # released meanwhile: just try again
+        except json.JSONDecodeError:
+            held = {}
         return bool(time.time() - float(held.get("time", 0)) > STALE_LOCK_SECONDS)
 
     def release(self) -> None:
@@ -200,7 +208,9 @@ class _RootLock:
             self.fs.rm_file(self.path)
 
 
-def publish(spec: StoreSpec, release: str, manifest: Mapping[str, Any], *, make_current: bool = True) -> None:
+def publish(
+    spec: StoreSpec, release: str, manifest: Mapping[str, Any], *, make_current: bool = True
+) -> None:
     """Write the manifest, then swap ``lake.json`` to list the release (atomic, locked).
 
     Raises:

@@ -12,6 +12,7 @@ from typing import Any
 
 import fsspec
 import zarr.storage
+from zarr.abc.store import Store
 
 from lake.config import StoreSpec
 
@@ -50,7 +51,7 @@ def filesystem(spec: StoreSpec) -> fsspec.AbstractFileSystem:
     return fsspec.filesystem("file", auto_mkdir=True)
 
 
-def zarr_store(spec: StoreSpec, path: str, *, read_only: bool = False) -> zarr.abc.store.Store:
+def zarr_store(spec: StoreSpec, path: str, *, read_only: bool = False) -> Store:
     """A Zarr store for ``path`` below the lake root.
 
     Local folders use zarr's ``LocalStore``; S3 uses ``FsspecStore`` over an async s3fs.
@@ -68,7 +69,7 @@ def zarr_store(spec: StoreSpec, path: str, *, read_only: bool = False) -> zarr.a
 
 
 def storage_options(spec: StoreSpec) -> dict[str, Any]:
-    """fsspec ``storage_options`` for tools that take a URL (xarray, pandas, pyarrow)."""
+    """Fsspec ``storage_options`` for tools that take a URL (xarray, pandas, pyarrow)."""
     if spec.protocol != "s3":
         return {}
     opts = s3_options(spec)

@@ -23,20 +23,27 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-s3_app = typer.Typer(help="The embedded S3 endpoint (rclone serve s3 on loopback).", no_args_is_help=True)
+s3_app = typer.Typer(
+    help="The embedded S3 endpoint (rclone serve s3 on loopback).", no_args_is_help=True
+)
 app.add_typer(s3_app, name="s3")
 
 EXIT_QUARANTINED = 3
 
 LakeOpt = Annotated[
     Optional[str],  # noqa: UP045 (typer needs Optional on 3.11)
-    typer.Option("--lake", help="Lake URL: a folder or s3://bucket/prefix [env LAKE_URL; default ./lake-data]"),
+    typer.Option(
+        "--lake",
+        help="Lake URL: a folder or s3://bucket/prefix [env LAKE_URL; default ./lake-data]",
+    ),
 ]
 EndpointOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option("--endpoint-url", help="S3 endpoint URL [env AWS_ENDPOINT_URL]"),
 ]
-KeyOpt = Annotated[Optional[str], typer.Option("--key", help="S3 access key id [env AWS_ACCESS_KEY_ID]")]  # noqa: UP045
+KeyOpt = Annotated[
+    str | None, typer.Option("--key", help="S3 access key id [env AWS_ACCESS_KEY_ID]")
+]
 SecretOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option("--secret", help="S3 secret key [env AWS_SECRET_ACCESS_KEY]"),
@@ -45,7 +52,9 @@ RegionOpt = Annotated[Optional[str], typer.Option("--region", help="S3 region [e
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document instead of text.")]
 
 
-def _spec(lake: str | None, endpoint: str | None, key: str | None, secret: str | None, region: str | None) -> StoreSpec:
+def _spec(
+    lake: str | None, endpoint: str | None, key: str | None, secret: str | None, region: str | None
+) -> StoreSpec:
     return store_spec(lake, endpoint_url=endpoint, key=key, secret=secret, region=region)
 
 
@@ -61,10 +70,17 @@ def _emit(obj: dict[str, Any], as_json: bool, text: str) -> None:
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option("--out", help="Folder to create (must be new or empty).")],
-    patches: Annotated[int, typer.Option("--patches", min=1, help="Number of pairs to draw from the real metadata.")] = 1000,
+    patches: Annotated[
+        int,
+        typer.Option("--patches", min=1, help="Number of pairs to draw from the real metadata."),
+    ] = 1000,
     fmt: Annotated[str, typer.Option("--format", help="folders | tar.zst | lmdb")] = "folders",
-    seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed gives the same files.")] = 0,
-    text: Annotated[bool, typer.Option("--text/--no-text", help="Also write BigEarthNet.txt.parquet.")] = True,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed: the same seed gives the same files.")
+    ] = 0,
+    text: Annotated[
+        bool, typer.Option("--text/--no-text", help="Also write BigEarthNet.txt.parquet.")
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a synthetic BigEarthNet source in the official layout and formats."""
@@ -74,29 +90,52 @@ def synth(
         rep = synthesize(patches, out, fmt=fmt, seed=seed, progress=not as_json, text=text)
     except (LakeError, ValueError, OSError) as exc:
         raise _fail(exc) from None
-    d = {k: getattr(rep, k) for k in ("n_patches", "n_text_rows", "bytes_written", "seconds", "out", "fmt")}
-    _emit(d, as_json, f"wrote {rep.n_patches} pairs and {rep.n_text_rows} text rows ({rep.bytes_written / 1e6:.1f} MB, "
-          f"{rep.fmt}) to {rep.out} in {rep.seconds:.1f} s")  # fmt: skip
+    d = {
+        k: getattr(rep, k)
+        for k in ("n_patches", "n_text_rows", "bytes_written", "seconds", "out", "fmt")
+    }
+    _emit(
+        d,
+        as_json,
+        f"wrote {rep.n_patches} pairs and {rep.n_text_rows} text rows "
+        f"({rep.bytes_written / 1e6:.1f} MB, {rep.fmt}) to {rep.out} in {rep.seconds:.1f} s",
+    )
 
 
 @app.command()
 def ingest(
-    source: Annotated[Path, typer.Argument(help="Source folder: extracted folders, .tar.zst archives or an LMDB.")],
+    source: Annotated[
+        Path, typer.Argument(help="Source folder: extracted folders, .tar.zst archives or an LMDB.")
+    ],
     lake: LakeOpt = None,
     release: Annotated[str, typer.Option("--release", help="Name of the release to build.")] = "v1",
-    kind: Annotated[Optional[str], typer.Option("--kind", help="folders | tar.zst | lmdb (default: detected)")] = None,  # noqa: UP045
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="folders | tar.zst | lmdb (default: detected)")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the shuffled write order.")] = 0,
-    samples_per_shard: Annotated[int, typer.Option("--samples-per-shard", min=1, help="Pairs per shard.")] = 256,
-    cluster: Annotated[str, typer.Option("--cluster", help="local | threads | sync | tcp://scheduler:8786")] = "local",
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Workers of a local cluster.")] = None,  # noqa: UP045
-    restart: Annotated[bool, typer.Option("--restart", help="Discard an unfinished ingest of this release.")] = False,
+    samples_per_shard: Annotated[
+        int, typer.Option("--samples-per-shard", min=1, help="Pairs per shard.")
+    ] = 256,
+    cluster: Annotated[
+        str, typer.Option("--cluster", help="local | threads | sync | tcp://scheduler:8786")
+    ] = "local",
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Workers of a local cluster.")
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Discard an unfinished ingest of this release.")
+    ] = False,
     endpoint_url: EndpointOpt = None,
     key: KeyOpt = None,
     secret: SecretOpt = None,
     region: RegionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ingest a source into a new release of the lake (resumable; exit 3 if input was quarantined)."""
+    """Ingest a source into a new release of the lake (resumable; exit 3 if input was quarantined).
+
+    SOURCE is a folder with the official extracted folders, the official .tar.zst archives, or the
+    reference encoder's LMDB, next to metadata.parquet (and optionally BigEarthNet.txt.parquet).
+    """
     from pipelines.cluster import ClusterSpec
     from pipelines.ingest import IngestOptions
     from pipelines.ingest import ingest as run_ingest
@@ -105,18 +144,26 @@ def ingest(
     try:
         spec = _spec(lake, endpoint_url, key, secret, region)
         src = open_source(source, kind=kind)
-        opts = IngestOptions(release=release, seed=seed, samples_per_shard=samples_per_shard,
-                             restart=restart, progress=not as_json)  # fmt: skip
+        opts = IngestOptions(
+            release=release,
+            seed=seed,
+            samples_per_shard=samples_per_shard,
+            restart=restart,
+            progress=not as_json,
+        )
         rep = run_ingest(src, spec, opts, ClusterSpec(cluster, workers))
     except LakeError as exc:
         raise _fail(exc) from None
     d = {**rep.to_dict(), "lake": spec.url, "source": str(source), "kind": src.kind}
     state = "already published" if rep.already_published else f"in {rep.seconds:.1f} s"
-    text = (f"release {rep.release} of {spec.url}: {rep.patches} pairs, {rep.annotations} annotation rows, "
-            f"{rep.bytes / 1e6:.1f} MB, {state}"
-            + (f" ({rep.patches / rep.seconds:.1f} pairs/s)" if rep.seconds else ""))  # fmt: skip
+    text = (
+        f"release {rep.release} of {spec.url}: {rep.patches} pairs, "
+        f"{rep.annotations} annotation rows, {rep.bytes / 1e6:.1f} MB, {state}"
+        + (f" ({rep.patches / rep.seconds:.1f} pairs/s)" if rep.seconds else "")
+    )
     if rep.n_quarantined:
-        text += f"\nquarantined {rep.n_quarantined}: {rep.quarantined} (see releases/{rep.release}/quarantine.jsonl)"
+        report_path = f"releases/{rep.release}/quarantine.jsonl"
+        text += f"\nquarantined {rep.n_quarantined}: {rep.quarantined} (see {report_path})"
     _emit(d, as_json, text)
     if rep.n_quarantined:
         raise typer.Exit(EXIT_QUARANTINED)
@@ -139,16 +186,23 @@ def info(
         rels = {}
         for name in lk.releases:
             m = lk.release(name).manifest
-            rels[name] = {"counts": m["counts"], "bytes": m["total_bytes"], "objects": len(m["objects"]),
-                          "source": m["source"]}  # fmt: skip
+            rels[name] = {
+                "counts": m["counts"],
+                "bytes": m["total_bytes"],
+                "objects": len(m["objects"]),
+                "source": m["source"],
+            }
         doc = {"lake": lk.spec.url, "current": lk.root.get("current"), "releases": rels}
     except LakeError as exc:
         raise _fail(exc) from None
     lines = [f"lake {doc['lake']} (current release: {doc['current']})"]
     for name, r in rels.items():
         c = r["counts"]
-        lines.append(f"  {name}: {c['patches']} pairs, {c['annotations'].get('total', 0)} annotation rows, "
-                     f"{r['objects']} objects, {r['bytes'] / 1e6:.1f} MB; quarantined {c.get('quarantined') or 0}")  # fmt: skip
+        lines.append(
+            f"  {name}: {c['patches']} pairs, {c['annotations'].get('total', 0)} annotation "
+            f"rows, {r['objects']} objects, {r['bytes'] / 1e6:.1f} MB; "
+            f"quarantined {c.get('quarantined') or 0}"
+        )
     _emit(doc, as_json, "\n".join(lines))
 
 
@@ -157,7 +211,9 @@ def show(
     patch_id: Annotated[str, typer.Argument(help="The S2 patch id of the pair.")],
     out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("patch.png"),
     lake: LakeOpt = None,
-    release: Annotated[Optional[str], typer.Option("--release", help="Release (default: current).")] = None,  # noqa: UP045
+    release: Annotated[
+        str | None, typer.Option("--release", help="Release (default: current).")
+    ] = None,
     endpoint_url: EndpointOpt = None,
     key: KeyOpt = None,
     secret: SecretOpt = None,
@@ -177,7 +233,9 @@ def show(
 
 @s3_app.command("serve")
 def s3_serve(
-    directory: Annotated[Path, typer.Option("--dir", help="Folder to serve; its subfolders are buckets.")] = Path("s3-data"),
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Folder to serve; its subfolders are buckets.")
+    ] = Path("s3-data"),
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0 = a free one).")] = 9000,
     bucket: Annotated[list[str], typer.Option("--bucket", help="Bucket(s) to create.")] = ["lake"],  # noqa: B006
     as_json: JsonOpt = False,
@@ -192,10 +250,16 @@ def s3_serve(
         raise _fail(exc) from None
     env = endpoint.environment()
     if as_json:
-        typer.echo(json.dumps({"endpoint_url": endpoint.endpoint_url, "buckets": bucket, "environment": env}))
+        typer.echo(
+            json.dumps(
+                {"endpoint_url": endpoint.endpoint_url, "buckets": bucket, "environment": env}
+            )
+        )
     else:
         typer.echo("\n".join(f"export {k}={v}" for k, v in env.items()))
-        typer.echo(f"# serving {server.directory} at {endpoint.endpoint_url}; Ctrl-C stops", err=True)
+        typer.echo(
+            f"# serving {server.directory} at {endpoint.endpoint_url}; Ctrl-C stops", err=True
+        )
     sys.stdout.flush()
     try:
         while server.running:

@@ -110,8 +110,9 @@ class Runner:
                 from distributed import as_completed as dask_completed
 
                 scattered = [self._client.scatter(a, broadcast=True) for a in args]
-                futures = self._client.map(fn, items, *[[s] * len(items) for s in scattered],
-                                           pure=False)  # fmt: skip
+                futures = self._client.map(
+                    fn, items, *[[s] * len(items) for s in scattered], pure=False
+                )
                 try:
                     for fut in dask_completed(futures):
                         yield fut.result()

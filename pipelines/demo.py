@@ -26,8 +26,12 @@ from pipelines.synth import synthesize
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__)
-    parser.add_argument("--patches", type=int, default=2000, help="pairs to synthesize (default 2000)")
-    parser.add_argument("--format", default="tar.zst", help="source format: folders | tar.zst | lmdb")
+    parser.add_argument(
+        "--patches", type=int, default=2000, help="pairs to synthesize (default 2000)"
+    )
+    parser.add_argument(
+        "--format", default="tar.zst", help="source format: folders | tar.zst | lmdb"
+    )
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="working folder")
     parser.add_argument("--cluster", default="local", help="local | threads | sync | tcp://...")
     args = parser.parse_args(argv)
@@ -41,17 +45,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"S3 endpoint {e.endpoint_url} serving {s3.directory}")
         t0 = time.perf_counter()
         rep = synthesize(args.patches, out / "source", fmt=args.format, seed=0, progress=True)
-        print(f"source: {rep.n_patches} pairs, {rep.n_text_rows} text rows, {rep.bytes_written / 1e6:.1f} MB "
-              f"({rep.fmt}) in {rep.seconds:.1f} s")  # fmt: skip
-        spec = store_spec("s3://lake/demo", endpoint_url=e.endpoint_url, key=e.key, secret=e.secret,
-                          region=e.region, environ={})  # fmt: skip
-        report = ingest(open_source(out / "source"), spec, IngestOptions(release="v1"), ClusterSpec(args.cluster))
+        print(
+            f"source: {rep.n_patches} pairs, {rep.n_text_rows} text rows, "
+            f"{rep.bytes_written / 1e6:.1f} MB ({rep.fmt}) in {rep.seconds:.1f} s"
+        )
+        spec = store_spec(
+            "s3://lake/demo",
+            endpoint_url=e.endpoint_url,
+            key=e.key,
+            secret=e.secret,
+            region=e.region,
+            environ={},
+        )
+        report = ingest(
+            open_source(out / "source"),
+            spec,
+            IngestOptions(release="v1"),
+            ClusterSpec(args.cluster),
+        )
         print("ingest:", json.dumps(report.to_dict(), indent=1))
         release = open_lake(spec).current
         first = release.patches(columns=["patch_id"]).column("patch_id")[0].as_py()
         png = render_patch(release.patch(first), out / "patch.png")
-        print(f"lake: {len(release)} pairs, {report.annotations} annotation rows, "
-              f"{report.bytes / 1e6:.1f} MB in s3://lake/demo; rendered {first} to {png}")  # fmt: skip
+        print(
+            f"lake: {len(release)} pairs, {report.annotations} annotation rows, "
+            f"{report.bytes / 1e6:.1f} MB in s3://lake/demo; rendered {first} to {png}"
+        )
         print(f"demo finished in {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -61,7 +61,11 @@ class IngestOptions:
 
     def parameters(self) -> dict[str, Any]:
         """What must match for a rerun to resume (and for the result to be identical)."""
-        return {"seed": self.seed, "samples_per_shard": self.samples_per_shard, "scan_batch": self.scan_batch}
+        return {
+            "seed": self.seed,
+            "samples_per_shard": self.samples_per_shard,
+            "scan_batch": self.scan_batch,
+        }
 
 
 @dataclass
@@ -115,7 +119,13 @@ def scan_task(batch: tuple[int, list[tuple[str, str]]], source: Source) -> dict[
             rejected.append(asdict(Rejected.of(exc, patch_id)))
             continue
         ok.append([patch_id, pair.epsg, list(pair.transform)])
-    return {"batch": index, "first": rows[0][0], "last": rows[-1][0], "ok": ok, "rejected": rejected}
+    return {
+        "batch": index,
+        "first": rows[0][0],
+        "last": rows[-1][0],
+        "ok": ok,
+        "rejected": rejected,
+    }
 
 
 @dataclass(frozen=True)
@@ -127,15 +137,21 @@ class ShardJob:
     rows: tuple[tuple[str, str], ...]
 
 
-def write_shard_task(job: ShardJob, source: Source, spec: StoreSpec, release: str) -> dict[str, Any]:
+def write_shard_task(
+    job: ShardJob, source: Source, spec: StoreSpec, release: str
+) -> dict[str, Any]:
     """Read the pairs of one shard, write every array's shard, return the objects' checksums."""
     stacks: dict[str, list[np.ndarray]] = {}
     for patch_id, s1_name in job.rows:
         try:
             pair = source.read_pair(patch_id, s1_name)
         except BadInput as exc:
-            raise BadInput(exc.subject, exc.reason, f"{exc.detail} (it was valid when scanned: "
-                           "the source changed during ingest; rerun with --restart)") from None  # fmt: skip
+            raise BadInput(
+                exc.subject,
+                exc.reason,
+                f"{exc.detail} (it was valid when scanned: "
+                "the source changed during ingest; rerun with --restart)",
+            ) from None
         for name, values in pair.stacked().items():
             stacks.setdefault(name, []).append(values)
     arrays: dict[str, np.ndarray] = {k: np.stack(v) for k, v in stacks.items()}
@@ -173,7 +189,11 @@ class _WorkState:
         folder = self.path(*parts)
         if not self.fs.exists(folder):
             return {}
-        return {p.rsplit("/", 1)[-1]: read_json(self.fs, p) for p in self.fs.find(folder) if p.endswith(".json")}
+        return {
+            p.rsplit("/", 1)[-1]: read_json(self.fs, p)
+            for p in self.fs.find(folder)
+            if p.endswith(".json")
+        }
 
     def clear(self) -> None:
         if self.fs.exists(self.base):
@@ -188,8 +208,8 @@ def plan_order(valid: Sequence[str], seed: int) -> np.ndarray:
 def ingest(
     source: Source,
     spec: StoreSpec,
-    options: IngestOptions = IngestOptions(),
-    cluster: ClusterSpec = ClusterSpec(),
+    options: IngestOptions | None = None,
+    cluster: ClusterSpec | None = None,
 ) -> IngestReport:
     """Ingest a source into a new release of the lake at ``spec``.
 
@@ -201,6 +221,8 @@ def ingest(
         SourceError: The source cannot be read at all.
     """
     t0 = time.perf_counter()
+    options = options or IngestOptions()
+    cluster = cluster or ClusterSpec()
     release = check_release_name(options.release)
     report = IngestReport(release=release)
     fingerprint = {"kind": source.kind, "fingerprint": source.fingerprint()}
@@ -209,7 +231,11 @@ def ingest(
     state = _WorkState(spec, release)
     if options.restart:
         state.clear()
-    header = {"work_version": WORK_VERSION, "source": fingerprint, "parameters": options.parameters()}
+    header = {
+        "work_version": WORK_VERSION,
+        "source": fingerprint,
+        "parameters": options.parameters(),
+    }
     previous = state.read("state.json")
     if previous is not None and previous != header:
         raise PublishConflict(
@@ -220,14 +246,18 @@ def ingest(
 
     source.prepare(progress=options.progress)
     meta = source.metadata()
-    rows = list(zip(meta.column("patch_id").to_pylist(), meta.column("s1_name").to_pylist(), strict=True))
+    rows = list(
+        zip(meta.column("patch_id").to_pylist(), meta.column("s1_name").to_pylist(), strict=True)
+    )
     with Runner(cluster) as runner:
         scans = _scan(runner, source, rows, options, state, report)
         valid_ids, georef, rejected = _collect(scans, rows)
         rejected.extend(
-            asdict(r) for r in source.orphans(set(meta.column("patch_id").to_pylist()),
-                                              set(meta.column("s1_name").to_pylist()))
-        )  # fmt: skip
+            asdict(r)
+            for r in source.orphans(
+                set(meta.column("patch_id").to_pylist()), set(meta.column("s1_name").to_pylist())
+            )
+        )
         order = plan_order(valid_ids, options.seed)
         ordered = [valid_ids[i] for i in order]
         s1_of = dict(rows)
@@ -237,13 +267,21 @@ def ingest(
     text_rejected, text_counts = write_annotations(source, spec, release, meta, sample_index)
     rejected.extend(text_rejected)
     _write_quarantine(spec, release, rejected, report)
-    counts = {"patches": len(ordered), "annotations": text_counts, "quarantined": report.quarantined}
+    counts = {
+        "patches": len(ordered),
+        "annotations": text_counts,
+        "quarantined": report.quarantined,
+    }
     from lake.release import build_manifest
 
     manifest = build_manifest(
-        spec, release, entries, counts=counts, source=fingerprint,
+        spec,
+        release,
+        entries,
+        counts=counts,
+        source=fingerprint,
         parameters={**options.parameters(), "layout": "v1"},
-    )  # fmt: skip
+    )
     publish(spec, release, manifest, make_current=options.make_current)
     state.clear()
     report.patches = len(ordered)
@@ -253,7 +291,9 @@ def ingest(
     return report
 
 
-def _already_published(spec: StoreSpec, release: str, fingerprint: Mapping[str, Any], report: IngestReport) -> bool:
+def _already_published(
+    spec: StoreSpec, release: str, fingerprint: Mapping[str, Any], report: IngestReport
+) -> bool:
     root = read_root(spec)
     if release not in root["releases"]:
         return False
@@ -284,8 +324,13 @@ def _scan(
     batches = [(i, rows[s : s + size]) for i, s in enumerate(range(0, len(rows), size))]
     done = {int(k.split(".")[0]): v for k, v in state.listing("scan").items()}
     # A stored result counts only if it covers the same rows (same metadata).
-    done = {i: v for i, v in done.items() if i < len(batches) and v["first"] == batches[i][1][0][0]
-            and v["last"] == batches[i][1][-1][0]}  # fmt: skip
+    done = {
+        i: v
+        for i, v in done.items()
+        if i < len(batches)
+        and v["first"] == batches[i][1][0][0]
+        and v["last"] == batches[i][1][-1][0]
+    }
     report.resumed["scan_batches"] = len(done)
     todo = [b for b in batches if b[0] not in done]
     for result in runner.map(scan_task, todo, source, desc="scan", progress=options.progress):
@@ -319,7 +364,12 @@ def _write_shards(
 ) -> dict[str, ObjectEntry]:
     per = options.samples_per_shard
     release = options.release
-    layout = {"n_samples": len(ordered), "samples_per_shard": per, "first": ordered[:1], "last": ordered[-1:]}
+    layout = {
+        "n_samples": len(ordered),
+        "samples_per_shard": per,
+        "first": ordered[:1],
+        "last": ordered[-1:],
+    }
     if state.read("group.json") != layout:
         create_group(spec, release, len(ordered), per)
         state.write(layout, "group.json")
@@ -332,7 +382,9 @@ def _write_shards(
         for k, s in enumerate(range(0, len(ordered), per))
         if k not in done
     ]
-    for result in runner.map(write_shard_task, jobs, source, spec, release, desc="write", progress=options.progress):
+    for result in runner.map(
+        write_shard_task, jobs, source, spec, release, desc="write", progress=options.progress
+    ):
         state.write(result, "shards", f"{result['shard']:06d}.json")
         done[result["shard"]] = result
     entries: dict[str, ObjectEntry] = {}
@@ -342,7 +394,9 @@ def _write_shards(
     return entries
 
 
-def _write_quarantine(spec: StoreSpec, release: str, rejected: list[dict[str, Any]], report: IngestReport) -> None:
+def _write_quarantine(
+    spec: StoreSpec, release: str, rejected: list[dict[str, Any]], report: IngestReport
+) -> None:
     counts: dict[str, int] = {}
     for r in rejected:
         counts[r["reason"]] = counts.get(r["reason"], 0) + 1

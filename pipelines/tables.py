@@ -31,10 +31,14 @@ ROW_GROUP = 65_536
 _UTC = pa.timestamp("s", tz="UTC")
 
 
-def _footprints(epsg: np.ndarray, ulx: np.ndarray, uly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _footprints(
+    epsg: np.ndarray, ulx: np.ndarray, uly: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """WGS 84 rings (n, 9, 2) of the 1200 m squares and their centres (n, 2), per UTM zone."""
     n = len(epsg)
-    offsets = np.array([(0, -1), (0.5, -1), (1, -1), (1, -0.5), (1, 0), (0.5, 0), (0, 0), (0, -0.5), (0, -1)])
+    offsets = np.array(
+        [(0, -1), (0.5, -1), (1, -1), (1, -0.5), (1, 0), (0.5, 0), (0, 0), (0, -0.5), (0, -1)]
+    )
     xs = ulx[:, None] + offsets[None, :, 0] * PATCH_METRES
     ys = uly[:, None] + offsets[None, :, 1] * PATCH_METRES
     rings = np.empty((n, 9, 2))
@@ -108,9 +112,7 @@ def patches_table(
                 "encoding": "WKB",
                 "geometry_types": ["Polygon"],
                 "bbox": total,
-                "covering": {
-                    "bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}
-                },
+                "covering": {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}},
             }
         },
     }
@@ -174,8 +176,11 @@ def write_annotations(
             for r in bad:
                 d = r.__dict__ if isinstance(r, Rejected) else dict(r)
                 if d.get("reason") == "unknown_patch" and d.get("patch_id") in in_meta:
-                    d = {**d, "reason": "patch_quarantined",
-                         "detail": "its pair was quarantined, so the row has no image"}  # fmt: skip
+                    d = {
+                        **d,
+                        "reason": "patch_quarantined",
+                        "detail": "its pair was quarantined, so the row has no image",
+                    }
                 rejected.append(dict(d))
             if batch.num_rows == 0:
                 continue
@@ -193,7 +198,9 @@ def write_annotations(
                 writers[split].write_table(part, row_group_size=ROW_GROUP)
                 counts["by_split"][split] = counts["by_split"].get(split, 0) + part.num_rows
             for row in pc.value_counts(table["type"]).to_pylist():
-                counts["by_type"][row["values"]] = counts["by_type"].get(row["values"], 0) + row["counts"]
+                counts["by_type"][row["values"]] = (
+                    counts["by_type"].get(row["values"], 0) + row["counts"]
+                )
             counts["total"] += table.num_rows
     finally:
         for w in writers.values():

@@ -67,7 +67,7 @@ class Pair:
     transform: tuple[float, ...]
 
     def stacked(self) -> dict[str, np.ndarray]:
-        """The pair as the lake's arrays (``s2_10m``, ``s2_20m``, ``s2_60m``, ``s1``, ``reference_map``)."""
+        """The pair as the lake's arrays (``s2_10m``, ..., ``s1``, ``reference_map``)."""
         out: dict[str, np.ndarray] = {}
         for spec in ARRAYS:
             if spec.bands:
@@ -108,8 +108,15 @@ class Source(Protocol):
         text_path: The BigEarthNet.txt parquet that comes with the source, or None.
     """
 
-    kind: str
-    text_path: str | None
+    @property
+    def kind(self) -> str:
+        """``folders``, ``tar.zst`` or ``lmdb``."""
+        ...
+
+    @property
+    def text_path(self) -> str | None:
+        """The BigEarthNet.txt parquet that comes with the source, or None."""
+        ...
 
     def fingerprint(self) -> str:
         """A string that changes when the source's content may have changed (for resume)."""
@@ -136,7 +143,9 @@ class Source(Protocol):
         ...
 
 
-def assemble_pair(patch_id: str, s1_name: str, bands: dict[str, tuple[np.ndarray, int, tuple[float, ...]]]) -> Pair:
+def assemble_pair(
+    patch_id: str, s1_name: str, bands: dict[str, tuple[np.ndarray, int, tuple[float, ...]]]
+) -> Pair:
     """Build a :class:`Pair` from decoded bands and check that it is whole and consistent.
 
     Args:

@@ -92,9 +92,8 @@ def _decode(dataset: rasterio.io.DatasetReader, name: str, band: str) -> Band:
         raise BadInput(name, "no_crs", "has no EPSG coordinate reference system")
     res = dataset.transform.a
     if abs(res - spec.resolution_m) > 1e-6 or abs(dataset.transform.e + spec.resolution_m) > 1e-6:
-        raise BadInput(
-            name, "wrong_resolution", f"{band} pixel size is {res} m, expected {spec.resolution_m} m"
-        )
+        expected = f"expected {spec.resolution_m} m"
+        raise BadInput(name, "wrong_resolution", f"{band} pixel size is {res} m, {expected}")
     try:
         data = dataset.read(1)
     except RasterioIOError as exc:

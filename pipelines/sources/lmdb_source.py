@@ -35,6 +35,15 @@ MAP_TENSOR = "Data"
 _READERS: dict[tuple[str, int], lmdb.Environment] = {}
 
 
+def _drop_inherited() -> None:
+    """In a forked child: close the parent's handles (py-lmdb refuses a second open otherwise)."""
+    for key in [k for k in _READERS if k[1] != os.getpid()]:
+        _READERS.pop(key).close()
+
+
+os.register_at_fork(after_in_child=_drop_inherited)
+
+
 def reader(path: str) -> lmdb.Environment:
     """This process's read-only handle on an LMDB (a folder with ``data.mdb``, or the file).
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, ClassVar
@@ -101,6 +102,11 @@ class ZstdStream:
         return b"".join(outs)
 
 
+def _open_stream(raw: BinaryIO) -> tarfile.TarFile:
+    """A tar stream (``r|``: forward only, nothing extracted) over a zstd-compressed file."""
+    return tarfile.open(fileobj=ZstdStream(raw), mode="r|")  # type: ignore[call-overload]
+
+
 def _member_key(name: str, top: str) -> str:
     """The staging key of an archive member: its path, always starting with the top folder."""
     name = name.lstrip("/")
@@ -124,18 +130,56 @@ def _delete_prefix(txn: lmdb.Transaction, prefix: bytes) -> int:
     with txn.cursor() as cursor:
         if not cursor.set_range(prefix):
             return 0
-        while cursor.key().startswith(prefix):
+        while bytes(cursor.key()).startswith(prefix):
             if not cursor.delete():
                 break
             n += 1
     return n
 
 
+def iter_members(archive: Path, progress: bool = False) -> Iterator[tuple[str, bytes]]:
+    """``(path, bytes)`` of every regular file of a ``.tar.zst``, streamed in archive order.
+
+    Raises:
+        EOFError, tarfile.TarError, zstandard.ZstdError: The stream is truncated or corrupt.
+    """
+    with (
+        open(archive, "rb") as raw,
+        tqdm.wrapattr(
+            raw,
+            "read",
+            total=os.path.getsize(archive),
+            desc=archive.name,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=not progress,
+        ) as counted,
+        _open_stream(counted) as tar,
+    ):
+        for info in tar:
+            if info.isfile():
+                yield info.name, tar.extractfile(info).read()  # type: ignore[union-attr]
+
+
+def _keep_or_wipe(env: lmdb.Environment, txn: lmdb.Transaction, top: str, exc: Exception) -> str:
+    """After a failed stream: keep what was read, unless a checksum says it may be damaged."""
+    if "checksum" not in str(exc):
+        txn.commit()
+        return "the staged members stay readable, the rest of this archive is missing"
+    txn.abort()  # the damage could be anywhere in the frame
+    with env.begin(write=True) as wipe:
+        _delete_prefix(wipe, f"{top}/".encode())
+    return "nothing of it was kept, since the damage cannot be located"
+
+
 def stage_archive(env: lmdb.Environment, archive: Path, top: str, progress: bool = False) -> int:
     """Stream one archive into the staging LMDB; mark it complete at the end.
 
-    Members are committed every 64 MB, so what was staged before a failure stays readable. A stage
-    of another version of the archive (other size/mtime) is wiped first.
+    Members are committed every 64 MB, so what was staged before a truncation or a corrupt block
+    stays readable; a zstd checksum mismatch (found only at the end of a frame) wipes the archive's
+    members, since any of them may be damaged. A stage of another version of the archive (other
+    size/mtime) is wiped first.
 
     Args:
         env: The staging LMDB, open for writing.
@@ -159,32 +203,21 @@ def stage_archive(env: lmdb.Environment, archive: Path, top: str, progress: bool
     members = nbytes = pending = 0
     txn = env.begin(write=True)
     try:
-        with (
-            open(archive, "rb") as raw,
-            tqdm.wrapattr(
-                raw, "read", total=os.path.getsize(archive), desc=archive.name,
-                unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
-            ) as counted,
-            tarfile.open(fileobj=ZstdStream(counted), mode="r|") as tar,  # type: ignore[call-overload]
-        ):  # fmt: skip
-            for info in tar:
-                if not info.isfile():
-                    continue
-                data = tar.extractfile(info).read()  # type: ignore[union-attr]
-                txn.put(_member_key(info.name, top).encode(), data)
-                members, nbytes, pending = members + 1, nbytes + len(data), pending + len(data)
-                if pending >= _COMMIT_BYTES:
-                    txn.commit()
-                    txn, pending = env.begin(write=True), 0
+        for name, data in iter_members(archive, progress):
+            txn.put(_member_key(name, top).encode(), data)
+            members, nbytes, pending = members + 1, nbytes + len(data), pending + len(data)
+            if pending >= _COMMIT_BYTES:
+                txn.commit()
+                txn, pending = env.begin(write=True), 0
         marker.update(complete=True, members=members, bytes=nbytes)
         txn.put(_marker_key(archive.name), json.dumps(marker).encode())
         txn.commit()
     except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
-        txn.commit()  # keep the members read before the failure
+        kept = _keep_or_wipe(env, txn, top, exc)
         raise SourceError(
             f"{archive}: corrupt or truncated archive stream after {members} member(s) "
-            f"({nbytes} bytes) were staged ({type(exc).__name__}: {exc}); the staged members stay "
-            "readable, the rest of this archive is missing: re-download it and run prepare again"
+            f"({nbytes} bytes) were read ({type(exc).__name__}: {exc}); {kept}: "
+            "re-download it and run prepare again"
         ) from None
     return members
 
@@ -268,17 +301,23 @@ class TarZstSource:
         if not todo:
             return
         forget_reader(self.staging)  # never hold a reader and a writer on one LMDB
-        os.makedirs(self.staging, exist_ok=True)
         errors = []
-        env = lmdb.open(self.staging, map_size=_MAP_SIZE, max_dbs=0, readahead=False)
         try:
-            for top in todo:
-                try:
-                    stage_archive(env, self.archive(top), top, progress)
-                except SourceError as exc:
-                    errors.append(str(exc))
-        finally:
-            env.close()
+            os.makedirs(self.staging, exist_ok=True)
+            env = lmdb.open(self.staging, map_size=_MAP_SIZE, max_dbs=0, readahead=False)
+            try:
+                for top in todo:
+                    try:
+                        stage_archive(env, self.archive(top), top, progress)
+                    except SourceError as exc:
+                        errors.append(str(exc))
+            finally:
+                env.close()
+        except (OSError, lmdb.Error) as exc:
+            raise SourceError(
+                f"{self.staging}: cannot stage the archives there ({type(exc).__name__}: {exc}); "
+                "give a writable local folder with room for the extracted data as staging_dir"
+            ) from None
         if errors:
             raise SourceError("; ".join(errors))
 
@@ -305,7 +344,7 @@ class TarZstSource:
             marker = _read_marker(txn, archive)
             why = "not in the archive"
             if marker is None or not marker["complete"]:
-                why += f" (staging of {archive} did not finish: the archive is corrupt or truncated)"
+                why += f" (staging of {archive} did not finish: it is corrupt or truncated)"
             raise BadInput(self.member_name(relpath), "missing_file", why)
         return bytes(data)
 

@@ -25,7 +25,11 @@ def test_env_supplies_s3_settings():
     spec = store_spec(environ=env)
     assert spec.url == "s3://bucket/prefix"
     assert (spec.endpoint_url, spec.key, spec.secret, spec.region) == (
-        "http://127.0.0.1:9000", "k", "s", "eu-west-1")
+        "http://127.0.0.1:9000",
+        "k",
+        "s",
+        "eu-west-1",
+    )
     assert spec.root == "bucket/prefix"
     assert spec.path("a", "b.json") == "bucket/prefix/a/b.json"
 

@@ -1,3 +1,5 @@
+import itertools
+
 import pyarrow.parquet as pq
 import pytest
 import rasterio
@@ -21,7 +23,9 @@ def test_parse_names():
     assert s1.scene == "S1A_IW_GRDH_1SDV_20170613T165043"
 
 
-@pytest.mark.parametrize("bad", ["", "S2C_MSIL2A_x", S2_ID + "_1", "S2A_MSIL1C_20170613T101031_N9999_R022_T33UUP_75_43"])
+@pytest.mark.parametrize(
+    "bad", ["", "S2C_MSIL2A_x", S2_ID + "_1", "S2A_MSIL1C_20170613T101031_N9999_R022_T33UUP_75_43"]
+)
 def test_bad_patch_ids_are_named(bad):
     with pytest.raises(BadInput) as info:
         parse_patch_id(bad)
@@ -33,7 +37,11 @@ def test_pair_files_match_the_real_layout():
     for band in ("B01", "B8A", "B12"):
         assert (SAMPLE / files[band]).exists()
     assert len(files) == 15
-    assert split_member(files["VV"]) == ("BigEarthNet-S1", "S1A_IW_GRDH_1SDV_20170613T165043_33UUP_75_43", "VV")
+    assert split_member(files["VV"]) == (
+        "BigEarthNet-S1",
+        "S1A_IW_GRDH_1SDV_20170613T165043_33UUP_75_43",
+        "VV",
+    )
     assert split_member(files["reference_map"])[2] == "reference_map"
     assert split_member("BigEarthNet-S2/x/y/notes.txt") is None
 
@@ -65,7 +73,7 @@ def test_every_real_tile_resolves_inside_its_grid():
 def test_footprint_is_closed_and_counter_clockwise():
     ring = footprint_wgs84("33UUP", 75, 43)
     assert ring[0] == ring[-1] and len(ring) == 9
-    area2 = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:], strict=False))
+    area2 = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in itertools.pairwise(ring))
     assert area2 > 0
 
 

@@ -15,14 +15,19 @@ def _put(spec, rel, data=b"x"):
 def _manifest(spec, name, payload=b"x"):
     _put(spec, f"patches/{name}.zarr/zarr.json", payload)
     _put(spec, f"tables/{name}/patches/part-0.parquet", b"p")
-    return build_manifest(spec, name, {}, counts={"patches": 1}, source={"kind": "t"}, parameters={})
+    return build_manifest(
+        spec, name, {}, counts={"patches": 1}, source={"kind": "t"}, parameters={}
+    )
 
 
 def test_publish_lists_every_object_with_checksums(any_spec):
     m = _manifest(any_spec, "r1")
     paths = [o["path"] for o in m["objects"]]
     assert paths == ["patches/r1.zarr/zarr.json", "tables/r1/patches/part-0.parquet"]
-    assert m["objects"][0]["sha256"] == "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+    assert (
+        m["objects"][0]["sha256"]
+        == "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+    )
     publish(any_spec, "r1", m)
     root = read_root(any_spec)
     assert root["current"] == "r1" and list(root["releases"]) == ["r1"]
@@ -45,8 +50,14 @@ def test_release_is_immutable(any_spec):
 def test_precomputed_entries_must_exist(any_spec):
     _put(any_spec, "patches/r1.zarr/zarr.json")
     with pytest.raises(LayoutError, match="missing"):
-        build_manifest(any_spec, "r1", {"patches/r1.zarr/c/0": ObjectEntry("patches/r1.zarr/c/0", 1, "0")},
-                       counts={}, source={}, parameters={})
+        build_manifest(
+            any_spec,
+            "r1",
+            {"patches/r1.zarr/c/0": ObjectEntry("patches/r1.zarr/c/0", 1, "0")},
+            counts={},
+            source={},
+            parameters={},
+        )
 
 
 def test_two_writers_both_recorded_never_lost(tmp_path):
@@ -70,7 +81,9 @@ def test_lock_held_by_live_writer_blocks(tmp_path, monkeypatch):
 
     spec = store_spec(str(tmp_path / "lake"), environ={})
     m = _manifest(spec, "r1")
-    (tmp_path / "lake" / "lake.json.lock").write_text(json.dumps({"token": "other", "time": time.time()}))
+    (tmp_path / "lake" / "lake.json.lock").write_text(
+        json.dumps({"token": "other", "time": time.time()})
+    )
     monkeypatch.setattr(rel._RootLock.acquire, "__defaults__", (0.5,))
     with pytest.raises(PublishConflict, match="held by another writer"):
         publish(spec, "r1", m)

@@ -31,8 +31,14 @@ def test_ranged_reads(any_spec):
 def test_sharded_zarr_round_trip(any_spec):
     store = zarr_store(any_spec, "t.zarr")
     data = np.random.default_rng(0).integers(0, 2**16, size=(10, 4, 12, 12), dtype=np.uint16)
-    a = zarr.create_array(store, name="a", shape=data.shape, chunks=(1, 4, 12, 12),
-                          shards=(5, 4, 12, 12), dtype="uint16")
+    a = zarr.create_array(
+        store,
+        name="a",
+        shape=data.shape,
+        chunks=(1, 4, 12, 12),
+        shards=(5, 4, 12, 12),
+        dtype="uint16",
+    )
     a[:] = data
     back = zarr.open_group(zarr_store(any_spec, "t.zarr", read_only=True), mode="r")["a"]
     np.testing.assert_array_equal(back[:], data)

@@ -1,0 +1,123 @@
+"""Open a BigEarthNet source from a path: folders, ``.tar.zst`` archives or a rico-hdl LMDB.
+
+The kind is detected from the folder's content:
+
+* ``folders``: ``BigEarthNet-S2/``, ``BigEarthNet-S1/`` or ``Reference_Maps/`` folders;
+* ``tar.zst``: ``BigEarthNet-S2.tar.zst``, ``BigEarthNet-S1.tar.zst`` or ``Reference_Maps.tar.zst``;
+* ``lmdb``: a ``BigEarthNet.lmdb/`` folder, or the path itself holds ``data.mdb``.
+
+``metadata.parquet`` and ``BigEarthNet.txt.parquet`` are looked up in the same folder (for an LMDB
+folder given directly, also in its parent).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from lake.errors import SourceError
+from lake.names import MAPS_ROOT, S1_ROOT, S2_ROOT
+from pipelines.sources.base import Source
+from pipelines.sources.folders import METADATA_FILE, FolderSource
+from pipelines.sources.lmdb_source import LmdbSource
+from pipelines.sources.tarzst import ARCHIVES, TarZstSource
+
+KINDS = ("folders", "tar.zst", "lmdb")
+#: The LMDB folder name looked for inside a source root.
+LMDB_DIRNAME = "BigEarthNet.lmdb"
+#: The BigEarthNet.txt parquet looked for inside a source root.
+TEXT_FILE = "BigEarthNet.txt.parquet"
+
+
+def detect_kinds(root: Path) -> list[str]:
+    """Every source kind whose files are present in ``root``, in ``KINDS`` order."""
+    found = []
+    if any((root / top).is_dir() for top in (S2_ROOT, S1_ROOT, MAPS_ROOT)):
+        found.append("folders")
+    if any((root / name).is_file() for name in ARCHIVES.values()):
+        found.append("tar.zst")
+    if (root / "data.mdb").is_file() or (root / LMDB_DIRNAME / "data.mdb").is_file():
+        found.append("lmdb")
+    return found
+
+
+def _lmdb_path(root: Path) -> Path:
+    return root if (root / "data.mdb").is_file() else root / LMDB_DIRNAME
+
+
+def _find(name: str, folders: Sequence[Path]) -> Path | None:
+    return next((f / name for f in folders if (f / name).is_file()), None)
+
+
+def _pick_kind(root: Path, kind: str | None) -> str:
+    if kind is not None and kind not in KINDS:
+        raise SourceError(f"unknown source kind {kind!r}; use one of {', '.join(KINDS)}")
+    found = detect_kinds(root)
+    if kind is not None:
+        if kind not in found:
+            others = ", ".join(found) or "none"
+            raise SourceError(f"{root}: no {kind} source here (found: {others})")
+        return kind
+    if not found:
+        raise SourceError(
+            f"{root}: not a BigEarthNet source: expected the folders {S2_ROOT}/, {S1_ROOT}/, "
+            f"{MAPS_ROOT}/, or the archives {', '.join(ARCHIVES.values())}, or an LMDB "
+            f"({LMDB_DIRNAME}/ or a folder with data.mdb)"
+        )
+    if len(found) > 1:
+        raise SourceError(
+            f"{root}: holds more than one kind of source ({', '.join(found)}); "
+            "choose one with kind=... (or --kind)"
+        )
+    return found[0]
+
+
+def open_source(
+    path: str | os.PathLike[str],
+    kind: str | None = None,
+    *,
+    metadata_path: str | os.PathLike[str] | None = None,
+    extra_metadata: Sequence[str | os.PathLike[str]] = (),
+    text_path: str | os.PathLike[str] | None = None,
+    staging_dir: str | os.PathLike[str] | None = None,
+) -> Source:
+    """Describe the BigEarthNet source at ``path`` (nothing is opened or staged yet).
+
+    Args:
+        path: The source folder (or an LMDB folder).
+        kind: ``folders``, ``tar.zst`` or ``lmdb``; detected from the content when None.
+        metadata_path: The metadata parquet (default: ``metadata.parquet`` next to the data).
+        extra_metadata: More metadata parquets (e.g. the snow/cloud one).
+        text_path: The BigEarthNet.txt parquet (default: ``BigEarthNet.txt.parquet`` next to the
+            data, when present).
+        staging_dir: For ``tar.zst``: where to stage the archives (default
+            ``<path>/.lake-staging``).
+
+    Returns:
+        A picklable :class:`~pipelines.sources.base.Source`.
+
+    Raises:
+        SourceError: The path does not exist, holds no source or several kinds, or has no
+            metadata parquet.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise SourceError(f"{root}: source folder does not exist")
+    chosen = _pick_kind(root, kind)
+    folders = [root] if chosen != "lmdb" or root != _lmdb_path(root) else [root, root.parent]
+    metadata = Path(metadata_path) if metadata_path else _find(METADATA_FILE, folders)
+    if metadata is None or not metadata.is_file():
+        raise SourceError(
+            f"{metadata or root / METADATA_FILE}: metadata parquet does not exist; "
+            "pass metadata_path= (or --metadata)"
+        )
+    found_text = Path(text_path) if text_path else _find(TEXT_FILE, folders)
+    text = None if found_text is None else str(found_text)
+    extra = tuple(os.fspath(p) for p in extra_metadata)
+    if chosen == "folders":
+        return FolderSource(str(root), str(metadata), extra, text)
+    if chosen == "tar.zst":
+        staging = None if staging_dir is None else os.fspath(staging_dir)
+        return TarZstSource(str(root), staging, str(metadata), extra, text)
+    return LmdbSource(str(_lmdb_path(root)), str(metadata), extra, text)
