@@ -161,7 +161,7 @@ def test_truncated_geotiff(folder_copy, pair):
     path = band_path(folder_copy, pair, "B03")
     path.write_bytes(path.read_bytes()[:15_000])
     err = read_error(FolderSource(folder_copy), pair)
-    assert (err.subject, err.reason) == (str(path), "unreadable")
+    assert (err.subject, err.reason) == (str(path), "truncated")
 
 
 def test_garbage_file(folder_copy, pair):
