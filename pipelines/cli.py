@@ -116,6 +116,9 @@ def ingest(
     samples_per_shard: Annotated[
         int, typer.Option("--samples-per-shard", min=1, help="Pairs per shard.")
     ] = 256,
+    scan_batch: Annotated[
+        int, typer.Option("--scan-batch", min=1, help="Pairs per scan task (resume granularity).")
+    ] = 256,
     cluster: Annotated[
         str, typer.Option("--cluster", help="local | threads | sync | tcp://scheduler:8786")
     ] = "local",
@@ -148,6 +151,7 @@ def ingest(
             release=release,
             seed=seed,
             samples_per_shard=samples_per_shard,
+            scan_batch=scan_batch,
             restart=restart,
             progress=not as_json,
         )

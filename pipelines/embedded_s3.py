@@ -17,9 +17,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 
 from lake.errors import S3ServerError
 
@@ -184,3 +186,23 @@ class EmbeddedS3:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def signals_interrupt(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`KeyboardInterrupt` while the block runs.
+
+    Python's default for SIGTERM ends the process at once, without running ``finally`` blocks or
+    ``__exit__``, which would leave rclone running with no parent. Wrap the life of an
+    :class:`EmbeddedS3` in this (in the main thread) so that ``kill`` stops it like Ctrl-C does.
+    """
+    previous = {s: signal.signal(s, _interrupt) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -5,9 +5,12 @@ choice, up to 5 bounding boxes and one caption. Formats (what the lake's parser 
 
 * binary: output ``yes`` / ``no``;
 * mcq: input = question, then one option per line ``A. <text>``; output = the letter alone;
-* bounding box: output ``[x1 y1, x2 y2]`` normalised to 0..1 (x = column / 120, y = row / 120),
-  the box of every pixel of the class; points are ``<point>(x, y)</point>`` with x = k / 100
-  meaning pixel column ``k * 120 // 100`` (the same for y);
+* bounding box: output ``[x1 y1, x2 y2]`` normalised to 0..1 (x = column / 120, y = row / 120 of
+  the pixel edges: x1 = first column / 120, x2 = (last column + 1) / 120), the box of ONE
+  4-connected region of the class: for a ``<ref>`` its largest region (the expression says
+  ``the largest area of <class>`` when the class has several regions), for a point the region
+  that holds it; points are ``<point>(x, y)</point>`` with x = k / 100 meaning pixel column
+  ``k * 120 // 100`` (the same for y);
 * captioning: one sentence naming the main classes with their shares, the country and season.
 
 A deterministic ~0.25 % of the test pairs with text become the ``bench`` split (at least one when
@@ -151,7 +154,12 @@ class MapStats:
         cls: ``(120, 120)`` int8 class index per pixel, -1 for unlabeled codes.
         counts: ``(19,)`` pixels per class.
         present: Indices of the classes present, by decreasing area.
-        box: ``(19, 4)`` column min, row min, column max, row max (inclusive) of each class.
+        region: ``(120, 120)`` label of the 4-connected region of each pixel (see
+            :func:`label_regions`), -1 for unlabeled codes.
+        n_regions: ``(19,)`` number of regions of each class.
+        largest: ``(19,)`` label of the largest region of each class (the first in raster order
+            among equals), -1 for absent classes.
+        largest_tied: ``(19,)`` whether another region of the class is as large as the largest.
         centroid: ``(19, 2)`` mean (x, y) of each class, normalised to 0..1.
         adjacent: Unordered pairs ``(a, b)`` with ``a < b`` of 4-connected touching classes.
         interior: ``(120, 120)`` bool: the pixel and its 8 neighbours share a labeled class.
@@ -160,10 +168,20 @@ class MapStats:
     cls: np.ndarray
     counts: np.ndarray
     present: tuple[int, ...]
-    box: np.ndarray
+    region: np.ndarray
+    n_regions: np.ndarray
+    largest: np.ndarray
+    largest_tied: np.ndarray
     centroid: np.ndarray
     adjacent: frozenset[tuple[int, int]]
     interior: np.ndarray
+
+    def region_box(self, label: int) -> tuple[int, int, int, int]:
+        """Column min, row min, column max, row max (inclusive) of the region ``label``."""
+        mask = self.region == label
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        return int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
 
 
 def map_stats(codes: np.ndarray) -> MapStats:
@@ -175,18 +193,8 @@ def map_stats(codes: np.ndarray) -> MapStats:
     slot = flat + 1  # 0 = unlabeled
     counts = np.bincount(slot, minlength=n + 1)[1:]
     present = tuple(int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0)
-    # Which rows / columns each class touches -> bounding boxes.
-    touch_r = np.bincount(slot * SIZE + rows, minlength=(n + 1) * SIZE).reshape(n + 1, SIZE)[1:]
-    touch_c = np.bincount(slot * SIZE + cols, minlength=(n + 1) * SIZE).reshape(n + 1, SIZE)[1:]
-    box = np.stack(
-        [
-            np.argmax(touch_c > 0, axis=1),
-            np.argmax(touch_r > 0, axis=1),
-            SIZE - 1 - np.argmax(touch_c[:, ::-1] > 0, axis=1),
-            SIZE - 1 - np.argmax(touch_r[:, ::-1] > 0, axis=1),
-        ],
-        axis=1,
-    )
+    region = label_regions(cls)
+    n_regions, largest, largest_tied = _largest_regions(region.ravel(), flat, n)
     safe = np.maximum(counts, 1)
     cx = (np.bincount(slot, weights=cols, minlength=n + 1)[1:] / safe + 0.5) / SIZE
     cy = (np.bincount(slot, weights=rows, minlength=n + 1)[1:] / safe + 0.5) / SIZE
@@ -194,11 +202,76 @@ def map_stats(codes: np.ndarray) -> MapStats:
         cls=cls,
         counts=counts,
         present=present,
-        box=box,
+        region=region,
+        n_regions=n_regions,
+        largest=largest,
+        largest_tied=largest_tied,
         centroid=np.stack([cx, cy], axis=1),
         adjacent=_adjacent(cls, n),
         interior=_interior(cls),
     )
+
+
+def label_regions(cls: np.ndarray) -> np.ndarray:
+    """Label the 4-connected regions of equal class of a map, vectorised.
+
+    Written here because ``scipy.ndimage.label`` is not a dependency of the project.
+
+    Pixels start with the label of the first pixel of their run along the row. Then, until the
+    two pixels of every vertical 4-neighbour pair of the same class carry the same label, the
+    larger label of each differing pair is hooked onto the smaller and the labels are compressed
+    by pointer jumping (``label = label[label]``). Labels only ever point to smaller pixel
+    indices of the same region, so the result does not depend on the order of the pairs.
+
+    Args:
+        cls: ``(height, width)`` integer class per pixel; negative values are unlabeled.
+
+    Returns:
+        ``(height, width)`` int64 labels: the flat index (``row * width + column``) of the first
+        pixel, in raster order, of the pixel's region; -1 for unlabeled pixels.
+    """
+    width = cls.shape[1]
+    flat = cls.ravel()
+    index = np.arange(flat.size, dtype=np.int64)
+    run_start = np.ones(flat.size, dtype=bool)
+    run_start[1:] = flat[1:] != flat[:-1]
+    run_start[::width] = True
+    labels = np.maximum.accumulate(np.where(run_start, index, 0))
+    upper = np.flatnonzero((flat[:-width] == flat[width:]) & (flat[:-width] >= 0))
+    lower = upper + width
+    while True:
+        a, b = labels[upper], labels[lower]
+        differ = a != b
+        if not differ.any():
+            break
+        upper, lower, a, b = upper[differ], lower[differ], a[differ], b[differ]
+        labels[np.maximum(a, b)] = np.minimum(a, b)  # a and b are roots: hook the larger
+        while True:
+            jumped = labels[labels]
+            if np.array_equal(jumped, labels):
+                break
+            labels = jumped
+    labels[flat < 0] = -1
+    return labels.reshape(cls.shape)
+
+
+def _largest_regions(
+    region: np.ndarray, cls: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class: its number of regions, its largest region's label, whether that one is tied."""
+    sizes = np.bincount(region[region >= 0], minlength=region.size)
+    roots = np.flatnonzero(sizes)
+    owner = cls[roots].astype(np.int64)
+    order = np.lexsort((roots, -sizes[roots], owner))  # by class, decreasing size, raster order
+    owner, roots = owner[order], roots[order]
+    first = np.ones(len(roots), dtype=bool)
+    first[1:] = owner[1:] != owner[:-1]
+    largest = np.full(n, -1, dtype=np.int64)
+    largest[owner[first]] = roots[first]
+    tied = np.zeros(n, dtype=bool)
+    same = ~first[1:] & (sizes[roots[1:]] == sizes[roots[:-1]])
+    tied[owner[1:][same & first[:-1]]] = True
+    return np.bincount(owner, minlength=n), largest, tied
 
 
 def _adjacent(cls: np.ndarray, n: int) -> frozenset[tuple[int, int]]:
@@ -233,9 +306,9 @@ def position_of(x: float, y: float) -> str:
     return f"{'top' if y < 0.5 else 'bottom'} {'left' if x < 0.5 else 'right'}"
 
 
-def box_string(stats: MapStats, c: int) -> str:
-    """The normalised ``[x1 y1, x2 y2]`` box of every pixel of class ``c``."""
-    c0, r0, c1, r1 = (int(v) for v in stats.box[c])
+def box_string(box: tuple[int, int, int, int]) -> str:
+    """The normalised ``[x1 y1, x2 y2]`` of an inclusive (column, row, column, row) pixel box."""
+    c0, r0, c1, r1 = box
     x1, y1, x2, y2 = c0 / SIZE, r0 / SIZE, (c1 + 1) / SIZE, (r1 + 1) / SIZE
     if f"{x1:.2f}" == f"{x2:.2f}":
         x2 += 0.01
@@ -306,8 +379,8 @@ class _Asker:
         answer = LETTERS[int(np.flatnonzero(order == 0)[0])]
         return ("\n".join([question, *lines]), answer, "mcq", category)
 
-    def point(self) -> tuple[str, int] | None:
-        """A ``<point>`` markup on an interior labeled pixel and that pixel's class."""
+    def point(self) -> tuple[str, int, int] | None:
+        """A ``<point>`` markup on an interior labeled pixel, that pixel's class and region."""
         if self._points is None:
             grid = np.arange(100) * SIZE // 100
             ok = self.s.interior[np.ix_(grid, grid)]
@@ -317,8 +390,9 @@ class _Asker:
         if not len(self._points):
             return None
         ky, kx = (int(v) for v in self._points[self.rng.integers(len(self._points))])
-        c = int(self.s.cls[point_pixel(ky), point_pixel(kx)])
-        return f"<point>({kx / 100:.2f}, {ky / 100:.2f})</point>", c
+        row, col = point_pixel(ky), point_pixel(kx)
+        markup = f"<point>({kx / 100:.2f}, {ky / 100:.2f})</point>"
+        return markup, int(self.s.cls[row, col]), int(self.s.region[row, col])
 
     # -- binary ------------------------------------------------------------------------------
 
@@ -351,7 +425,7 @@ class _Asker:
         found = self.point()
         if found is None:
             return None
-        markup, c = found
+        markup, c, _ = found
         others = [o for o in self.present + self.absent if o != c]
         asked = c if self.rng.random() < 0.5 else self.pick(others)[0]
         question = f"Is the land cover at {markup} {_name(asked)}?"
@@ -410,17 +484,26 @@ class _Asker:
 
     # -- boxes and caption ---------------------------------------------------------------------
 
+    def referable(self) -> list[int]:
+        """The present classes whose largest region is unambiguous (no other one as large)."""
+        return [c for c in self.present if not self.s.largest_tied[c]]
+
     def box_reference(self, c: int) -> Row:
-        question = f"Give the bounding box of <ref>the {_name(c)}</ref>."
-        return (question, box_string(self.s, c), "bounding box", "reference")
+        """The box of the largest 4-connected region of class ``c``."""
+        several = self.s.n_regions[c] > 1
+        what = f"the largest area of {_name(c)}" if several else f"the {_name(c)}"
+        question = f"Give the bounding box of <ref>{what}</ref>."
+        box = self.s.region_box(int(self.s.largest[c]))
+        return (question, box_string(box), "bounding box", "reference")
 
     def box_point(self) -> Row | None:
         found = self.point()
         if found is None:
             return None
-        markup, c = found
+        markup, _, label = found
+        box = self.s.region_box(label)
         question = f"Give the bounding box of the region at {markup}."
-        return (question, box_string(self.s, c), "bounding box", "point")
+        return (question, box_string(box), "bounding box", "point")
 
     def caption(self) -> Row:
         parts = [
@@ -452,7 +535,7 @@ def pair_rows(codes: np.ndarray, info: PairInfo, rng: np.random.Generator) -> li
     mcq: list[Row | None] = [ask.largest(), ask.which_present(), ask.counting()]
     mcq.append(ask.relative_position())
     mcq += [ask.country(), ask.season(), ask.climate()]
-    boxes: list[Row | None] = [ask.box_reference(c) for c in ask.pick(ask.present, 3)]
+    boxes: list[Row | None] = [ask.box_reference(c) for c in ask.pick(ask.referable(), 3)]
     boxes += [ask.box_point(), ask.box_point()]
     rows: dict[str, Row] = {}
     for row in (*binary, *mcq, *boxes, ask.caption()):
