@@ -10,6 +10,7 @@ every array covers the same pairs. The group opens with plain ``zarr.open_group`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,10 @@ from lake.layout import LAYOUT_VERSION, patches_path
 from lake.storage import zarr_store
 
 STRING_ARRAYS = ("patch_id", "s1_name")
+
+# zarr warns on every open that numcodecs.* codecs are outside the v3 spec; ADR 0002 accepts
+# numcodecs.pcodec knowingly, so this one message is noise to our users.
+warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
 
 
 def dimension_names(spec: ArraySpec) -> tuple[str, ...]:

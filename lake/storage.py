@@ -1,13 +1,17 @@
 """The one module that builds storage clients from a :class:`~lake.config.StoreSpec`.
 
 Everything else passes specs around; each process calls these functions itself, so no client
-crosses a fork (s3fs/aiobotocore clients are not fork-safe).
+crosses a fork (s3fs/aiobotocore clients are not fork-safe). Within a process, fsspec's instance
+cache gives one client per set of options, and drops its cache in a forked child.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import json
+import weakref
 from typing import Any
 
 import fsspec
@@ -34,7 +38,6 @@ def s3_options(spec: StoreSpec, *, asynchronous: bool = False) -> dict[str, Any]
         "client_kwargs": client_kwargs,
         "config_kwargs": dict(_BOTOCORE_CONFIG),
         "asynchronous": asynchronous,
-        "skip_instance_cache": True,
     }
     if spec.with_credentials():
         opts["key"] = spec.key
@@ -65,7 +68,24 @@ def zarr_store(spec: StoreSpec, path: str, *, read_only: bool = False) -> Store:
         fs = AsyncFileSystemWrapper(fsspec.filesystem("memory"), asynchronous=True)
     else:
         fs = fsspec.filesystem("s3", **s3_options(spec, asynchronous=True))
+        _ASYNC_S3.add(fs)
     return zarr.storage.FsspecStore(fs, path=full, read_only=read_only)
+
+
+#: Async s3fs instances handed to zarr: their aiohttp sessions live on zarr's event loop and
+#: s3fs does not close them at exit (it does for synchronous instances), so we do.
+_ASYNC_S3: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_async_sessions() -> None:
+    from zarr.core.sync import sync
+
+    for fs in list(_ASYNC_S3):
+        client = getattr(fs, "_s3", None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                sync(client.close())
 
 
 def storage_options(spec: StoreSpec) -> dict[str, Any]:
@@ -74,7 +94,6 @@ def storage_options(spec: StoreSpec) -> dict[str, Any]:
         return {}
     opts = s3_options(spec)
     opts.pop("asynchronous")
-    opts.pop("skip_instance_cache")
     return opts
 
 

@@ -122,7 +122,8 @@ def _fast_decode(data: bytes, name: str, band: str) -> Band | None:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             page = tif.pages.first
             tags = page.tags
-            if len(tif.pages) != 1 or page.samplesperpixel != 1 or "ModelPixelScaleTag" not in tags:
+            plain = len(tif.pages) == 1 and page.samplesperpixel == 1 and page.dtype is not None
+            if not plain or "ModelPixelScaleTag" not in tags:
                 return None
             ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=True)]
             if not ends or max(ends) > len(data):
@@ -132,7 +133,7 @@ def _fast_decode(data: bytes, name: str, band: str) -> Band | None:
                     f"pixel data ends at byte {max(ends, default=0)} but the "
                     f"file has {len(data)} bytes",
                 )
-            check_layout(name, band, page.shape, page.dtype.name)
+            check_layout(name, band, page.shape, str(page.dtype))
             keys = list(tags["GeoKeyDirectoryTag"].value)
             geokeys = {keys[i]: keys[i + 3] for i in range(4, len(keys), 4) if keys[i + 1] == 0}
             epsg = geokeys.get(_PROJECTED_CRS_KEY)

@@ -218,10 +218,10 @@ def label_regions(cls: np.ndarray) -> np.ndarray:
     Written here because ``scipy.ndimage.label`` is not a dependency of the project.
 
     Pixels start with the label of the first pixel of their run along the row. Then, until the
-    two pixels of every vertical 4-neighbour pair of the same class carry the same label, the
-    larger label of each differing pair is hooked onto the smaller and the labels are compressed
-    by pointer jumping (``label = label[label]``). Labels only ever point to smaller pixel
-    indices of the same region, so the result does not depend on the order of the pairs.
+    two pixels of every vertical 4-neighbour pair of the same class carry the same label, each
+    root that is the larger label of a differing pair is hooked onto the smallest label it meets
+    and the labels are compressed by pointer jumping (``label = label[label]``). Labels only ever
+    point to smaller pixel indices of the same region, so the result is unique.
 
     Args:
         cls: ``(height, width)`` integer class per pixel; negative values are unlabeled.
@@ -245,7 +245,7 @@ def label_regions(cls: np.ndarray) -> np.ndarray:
         if not differ.any():
             break
         upper, lower, a, b = upper[differ], lower[differ], a[differ], b[differ]
-        labels[np.maximum(a, b)] = np.minimum(a, b)  # a and b are roots: hook the larger
+        np.minimum.at(labels, np.maximum(a, b), np.minimum(a, b))  # a, b are roots
         while True:
             jumped = labels[labels]
             if np.array_equal(jumped, labels):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tarfile
+from collections import deque
 from pathlib import Path
 
 import lmdb
@@ -41,7 +42,7 @@ from pipelines.synth import (
     synthesize,
 )
 from pipelines.synth.landcover import pair_bands, patch_key
-from pipelines.synth.text import plan_text
+from pipelines.synth.text import label_regions, plan_text
 from pipelines.synth.writers import FolderWriter, GeoTiffEncoder, LmdbWriter, SynthPair
 
 SAMPLE = DEFAULT_METADATA.parent / "sample"
@@ -392,8 +393,76 @@ def _class_at(codes: np.ndarray, text: str) -> str:
 
 
 def _box(codes: np.ndarray, name: str) -> tuple[float, ...]:
+    """The normalised box of every pixel of a class (what the answers used to be)."""
     rows, cols = np.nonzero(np.isin(codes, [c for c, n in CODE_TO_CLASS.items() if n == name]))
     return (cols.min() / 120, rows.min() / 120, (cols.max() + 1) / 120, (rows.max() + 1) / 120)
+
+
+def _flood_regions(grid: list[list[str]]) -> list[list[tuple[int, int]]]:
+    """4-connected regions of equal non-empty names, by a plain BFS, in raster order of seeds."""
+    h, w = len(grid), len(grid[0])
+    seen = [[False] * w for _ in range(h)]
+    regions = []
+    for r0 in range(h):
+        for c0 in range(w):
+            if seen[r0][c0] or not grid[r0][c0]:
+                continue
+            seen[r0][c0] = True
+            queue, pixels = deque([(r0, c0)]), []
+            while queue:
+                r, c = queue.popleft()
+                pixels.append((r, c))
+                for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+                    inside = 0 <= rr < h and 0 <= cc < w
+                    if inside and not seen[rr][cc] and grid[rr][cc] == grid[r][c]:
+                        seen[rr][cc] = True
+                        queue.append((rr, cc))
+            regions.append(pixels)
+    return regions
+
+
+def _point_xy(text: str) -> tuple[int, int]:
+    """The ``k`` (of ``k / 100``) of the x and y of the ``<point>`` in a question."""
+    found = _POINT.search(text)
+    assert found is not None, text
+    x, y = (round(float(v) * 100) for v in found.groups())
+    return x, y
+
+
+def _names(codes: np.ndarray) -> list[list[str]]:
+    return [[CODE_TO_CLASS.get(int(v), "") for v in row] for row in codes]
+
+
+def _box_text(pixels: list[tuple[int, int]]) -> str:
+    """The expected answer: pixel-edge box / 120 with 2 decimals (widened when it rounds flat)."""
+    rows, cols = [r for r, _ in pixels], [c for _, c in pixels]
+    x1, y1, x2, y2 = min(cols) / 120, min(rows) / 120, (max(cols) + 1) / 120, (max(rows) + 1) / 120
+    x2 += 0.01 if f"{x1:.2f}" == f"{x2:.2f}" else 0.0
+    y2 += 0.01 if f"{y1:.2f}" == f"{y2:.2f}" else 0.0
+    return f"[{x1:.2f} {y1:.2f}, {x2:.2f} {y2:.2f}]"
+
+
+_REF = re.compile(r"Give the bounding box of <ref>the (largest area of )?(.+)</ref>\.")
+
+
+def _expected_box(codes: np.ndarray, question: str, category: str) -> tuple[str, str, bool]:
+    """Expected answer, class and whether the class has several regions, by flood fill."""
+    grid = _names(codes)
+    regions = _flood_regions(grid)
+    if category == "reference":
+        found = _REF.fullmatch(question)
+        assert found is not None, question
+        says_largest, lower = found.groups()
+        name = _by_lower(lower)
+        own = sorted((p for p in regions if grid[p[0][0]][p[0][1]] == name), key=len)
+        assert len(own) == 1 or len(own[-1]) > len(own[-2])  # "the largest" is unambiguous
+        assert (says_largest is not None) == (len(own) > 1)
+        return _box_text(own[-1]), name, len(own) > 1
+    x, y = _point_xy(question)
+    pixel = (y * 120 // 100, x * 120 // 100)
+    (region,) = [p for p in regions if pixel in p]
+    name = grid[pixel[0]][pixel[1]]
+    return _box_text(region), name, sum(grid[p[0][0]][p[0][1]] == name for p in regions) > 1
 
 
 def _position(codes: np.ndarray, name: str) -> str:
@@ -424,6 +493,7 @@ def test_answers_are_true_of_the_map(folders: Path) -> None:
     table = pq.read_table(folders / "BigEarthNet.txt.parquet").to_pylist()
     meta = {r["patch_id"]: r for r in _meta_rows(folders)}
     checked = set()
+    smaller = 0  # boxes of classes with several regions, clearly smaller than the class's box
     for row in table:
         codes = _read_map(folders, row["patch_id"], meta[row["patch_id"]]["s1_name"])
         shares, _ = _shares(codes)
@@ -451,14 +521,17 @@ def test_answers_are_true_of_the_map(folders: Path) -> None:
         elif cat == ("mcq", "season"):
             assert _options(q)[a] == row["season"]
         elif cat[0] == "bounding box":
-            name = (
-                _by_lower(re.search(r"<ref>the (.+)</ref>", q).group(1))
-                if cat[1] == "reference"
-                else _class_at(codes, q)
-            )
+            expected, name, several = _expected_box(codes, q, cat[1])
+            assert a == expected, (q, a, expected)
             x1, y1, x2, y2 = (float(v) for v in _BOX.fullmatch(a).groups())
-            assert x1 < x2 and y1 < y2
-            assert np.allclose((x1, y1, x2, y2), _box(codes, name), atol=0.0051 + 1e-9)
+            assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
+            whole = _box(codes, name)
+            assert whole[0] - 0.005 <= x1 and x2 <= whole[2] + 0.005
+            assert whole[1] - 0.005 <= y1 and y2 <= whole[3] + 0.005
+            smaller += (
+                several
+                and (x2 - x1) * (y2 - y1) < (whole[2] - whole[0]) * (whole[3] - whole[1]) - 0.01
+            )
         elif cat == ("mcq", "climate zone"):
             assert _options(q)[a] == row["climate_zone"]
         elif cat == ("binary", "adjacency"):
@@ -480,6 +553,67 @@ def test_answers_are_true_of_the_map(folders: Path) -> None:
     assert {("binary", "presence"), ("mcq", "area"), ("bounding box", "reference")} <= checked
     assert {("binary", "point"), ("bounding box", "point"), ("mcq", "counting")} <= checked
     assert {("binary", "adjacency"), ("captioning", "caption"), ("mcq", "climate zone")} <= checked
+    assert smaller > 0
+
+
+def _shapes() -> list[np.ndarray]:
+    """Maps that are hard for label propagation: a spiral, combs, a snake, noise, a checkerboard."""
+    spiral = np.zeros((120, 120), dtype=np.int8)
+    r0, r1 = 0, 119
+    while r0 <= r1:
+        spiral[r0, r0 : r1 + 1] = spiral[r0 : r1 + 1, r1] = 1
+        if r1 - r0 >= 2:
+            spiral[r1, r0 : r1 + 1] = spiral[r0 + 2 : r1 + 1, r0] = 1
+        r0, r1 = r0 + 2, r1 - 2
+    comb = np.zeros((120, 120), dtype=np.int8)
+    comb[:, ::2], comb[-1] = 1, 1
+    snake = np.zeros((120, 120), dtype=np.int8)
+    snake[::4], snake[1::4, -1], snake[3::4, 0] = 1, 1, 1
+    noise = np.random.default_rng(0).integers(-1, 3, (120, 120)).astype(np.int8)
+    checker = (np.indices((120, 120)).sum(axis=0) % 2).astype(np.int8)
+    return [spiral, comb, comb[::-1, ::-1], snake, snake.T, noise, checker, noise[:7, :31]]
+
+
+def test_label_regions_equal_a_flood_fill(full_metadata: pa.Table) -> None:
+    rows = full_metadata.take(pa.array([0, 777, 5_000, 90_000])).to_pylist()
+    real = [reference_map(2, r["patch_id"], r["labels"]).astype(np.int64) for r in rows]
+    for cls in [*_shapes(), *real]:
+        labels = label_regions(cls)
+        expected = np.full(cls.shape, -1, dtype=np.int64)
+        for pixels in _flood_regions([[str(v) if v >= 0 else "" for v in row] for row in cls]):
+            first = min(pixels)
+            expected[tuple(np.array(pixels).T)] = first[0] * cls.shape[1] + first[1]
+        assert np.array_equal(labels, expected)
+
+
+def test_boxes_of_a_known_map(full_metadata: pa.Table) -> None:
+    codes = np.full((120, 120), 211, dtype=np.uint16)  # arable land, one region
+    codes[12:48, 30:90] = 312  # coniferous forest: the larger of its two regions...
+    codes[78:114, 0:30] = 312  # ...and the smaller (all its pixels span [0.00 0.10, 0.75 0.95])
+    codes[60:72, 60:120] = 512  # inland waters, one region
+    big, small = "[0.25 0.10, 0.75 0.40]", "[0.00 0.65, 0.25 0.95]"
+    arable, water = "[0.00 0.00, 1.00 1.00]", "[0.50 0.50, 1.00 0.60]"
+    refs = {
+        "the largest area of coniferous forest": big,
+        "the inland waters": water,
+        "the arable land": arable,
+    }
+    drawn = draw(full_metadata, 40, 9)
+    table = pa.Table.from_batches(list(annotations_for(drawn, 9, maps=lambda pid, lab: codes)))
+    seen = set()
+    for row in pc.filter(table, pc.equal(table["type"], "bounding box")).to_pylist():
+        q, a = row["input"], row["output"]
+        if row["category"] == "reference":
+            ref = q.removeprefix("Give the bounding box of <ref>").removesuffix("</ref>.")
+            assert a == refs[ref], q
+            seen.add(ref)
+        else:
+            x, y = _point_xy(q)
+            r, c = y * 120 // 100, x * 120 // 100
+            by_code = {211: arable, 512: water, 312: big if r < 60 else small}
+            assert a == by_code[int(codes[r, c])]
+            seen.add(a)
+    assert set(refs) | {big, small, arable, water} <= seen
 
 
 def test_coverage_and_bench_split(full_metadata: pa.Table) -> None:
