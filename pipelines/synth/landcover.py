@@ -25,6 +25,7 @@ from lake.bigearthnet import (
     S2_10M,
     S2_20M,
     S2_60M,
+    S2_BANDS,
     UNLABELED_CODES,
 )
 
@@ -150,20 +151,6 @@ nodata        1000 1000 1050 1100 1300 1600 1700 1800 1850 1800 2000 1600  -12.0
 """
 #: Bare soil / dormant vegetation, what vegetation browns off towards in winter.
 _SOIL: Final = (800, 900, 1100, 1300, 1500, 1700, 1800, 1900, 1950, 1900, 2700, 2200)
-_ESA_ORDER: Final = (
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B09",
-    "B11",
-    "B12",
-)
 
 
 @dataclass(frozen=True)
@@ -416,7 +403,7 @@ def s2_bands(cover: LandCover, month: int, rng: np.random.Generator) -> dict[str
     brightness = rng.normal(1.0, 0.07, n_regions).astype(np.float32)[cover.regions]
     brightness *= 1 + np.float32(0.04) * smooth_field(rng, low=8)[0]
     brightness *= 1 + uniform_noise(rng, (SIZE, SIZE), 0.03)
-    index = {b: i for i, b in enumerate(_ESA_ORDER)}
+    index = {b: i for i, b in enumerate(S2_BANDS)}
     out: dict[str, np.ndarray] = {}
     for spec in (S2_10M, S2_20M, S2_60M):
         rows = np.take(table[[index[b] for b in spec.bands]], cover.codes, axis=1)
