@@ -7,15 +7,19 @@ Exit status: 0 success; 1 an error (the message says what and how to fix it); 2 
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from lake.config import StoreSpec, store_spec
 from lake.errors import LakeError
+
+if TYPE_CHECKING:
+    from pipelines.embedded_s3 import EmbeddedS3, S3Endpoint
 
 app = typer.Typer(
     help="The BigEarthNet lake: build, inspect and serve a Zarr/Parquet lake on disk or S3.",
@@ -34,33 +38,72 @@ LakeOpt = Annotated[
     Optional[str],  # noqa: UP045 (typer needs Optional on 3.11)
     typer.Option(
         "--lake",
-        help="Lake URL: a folder or s3://bucket/prefix [env LAKE_URL; default ./lake-data]",
+        help="Lake URL: a folder or s3://bucket/prefix (env LAKE_URL; default ./lake-data)",
     ),
 ]
 EndpointOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--endpoint-url", help="S3 endpoint URL [env AWS_ENDPOINT_URL]"),
+    typer.Option("--endpoint-url", help="S3 endpoint URL (env AWS_ENDPOINT_URL)"),
 ]
 KeyOpt = Annotated[
-    str | None, typer.Option("--key", help="S3 access key id [env AWS_ACCESS_KEY_ID]")
+    str | None, typer.Option("--key", help="S3 access key id (env AWS_ACCESS_KEY_ID)")
 ]
 SecretOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--secret", help="S3 secret key [env AWS_SECRET_ACCESS_KEY]"),
+    typer.Option("--secret", help="S3 secret key (env AWS_SECRET_ACCESS_KEY)"),
 ]
-RegionOpt = Annotated[Optional[str], typer.Option("--region", help="S3 region [env AWS_REGION]")]  # noqa: UP045
+RegionOpt = Annotated[Optional[str], typer.Option("--region", help="S3 region (env AWS_REGION)")]  # noqa: UP045
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document instead of text.")]
 
 
 def _spec(
     lake: str | None, endpoint: str | None, key: str | None, secret: str | None, region: str | None
 ) -> StoreSpec:
-    return store_spec(lake, endpoint_url=endpoint, key=key, secret=secret, region=region)
+    try:
+        return store_spec(lake, endpoint_url=endpoint, key=key, secret=secret, region=region)
+    except LakeError as exc:
+        raise _fail(exc) from None
 
 
 def _fail(exc: BaseException) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(1)
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    """What storage raises when it cannot be reached or refuses access.
+
+    s3fs raises OSError subclasses (PermissionError for a wrong secret); botocore raises its own
+    errors when the endpoint does not answer.
+    """
+    try:
+        from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover (s3fs brings botocore)
+        return (OSError,)
+    return (OSError, BotoCoreError)
+
+
+def _fail_storage(spec: StoreSpec, exc: BaseException) -> typer.Exit:
+    """A storage failure as one line naming the lake, the cause and the fix (no traceback)."""
+    where = spec.url + (f" at {spec.endpoint_url}" if spec.endpoint_url else "")
+    cause = f"{type(exc).__name__}: {exc}"
+    if spec.protocol == "s3" and isinstance(exc, PermissionError):
+        hint = (
+            "access was refused: check the key and secret "
+            "(--key/--secret or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and the bucket"
+        )
+    elif spec.protocol == "s3":
+        hint = "check the endpoint (--endpoint-url or AWS_ENDPOINT_URL) and that it is running"
+    else:
+        hint = "check the lake URL and that you may read and write there"
+    typer.echo(f"error: lake {where}: {cause}; {hint}", err=True)
+    return typer.Exit(1)
+
+
+def _report_location(spec: StoreSpec, path: str) -> str:
+    """Where an object of the lake is, as a user would type it (a path for local lakes)."""
+    child = spec.child(path)
+    return child.root if spec.protocol == "file" else child.url
 
 
 def _emit(obj: dict[str, Any], as_json: bool, text: str) -> None:
@@ -112,6 +155,10 @@ def ingest(
     kind: Annotated[
         str | None, typer.Option("--kind", help="folders | tar.zst | lmdb (default: detected)")
     ] = None,
+    metadata: Annotated[
+        Path | None,
+        typer.Option("--metadata", help="The metadata parquet (default: SOURCE/metadata.parquet)."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the shuffled write order.")] = 0,
     samples_per_shard: Annotated[
         int, typer.Option("--samples-per-shard", min=1, help="Pairs per shard.")
@@ -139,14 +186,15 @@ def ingest(
     SOURCE is a folder with the official extracted folders, the official .tar.zst archives, or the
     reference encoder's LMDB, next to metadata.parquet (and optionally BigEarthNet.txt.parquet).
     """
+    from lake.layout import quarantine_path
     from pipelines.cluster import ClusterSpec
     from pipelines.ingest import IngestOptions
     from pipelines.ingest import ingest as run_ingest
     from pipelines.sources.open import open_source
 
+    spec = _spec(lake, endpoint_url, key, secret, region)
     try:
-        spec = _spec(lake, endpoint_url, key, secret, region)
-        src = open_source(source, kind=kind)
+        src = open_source(source, kind=kind, metadata_path=metadata)
         opts = IngestOptions(
             release=release,
             seed=seed,
@@ -158,16 +206,25 @@ def ingest(
         rep = run_ingest(src, spec, opts, ClusterSpec(cluster, workers))
     except LakeError as exc:
         raise _fail(exc) from None
-    d = {**rep.to_dict(), "lake": spec.url, "source": str(source), "kind": src.kind}
+    except _storage_errors() as exc:
+        raise _fail_storage(spec, exc) from None
+    report = _report_location(spec, quarantine_path(rep.release)) if rep.n_quarantined else None
+    d = {
+        **rep.to_dict(),
+        "lake": spec.url,
+        "source": str(source),
+        "kind": src.kind,
+        "quarantine_report": report,
+    }
     state = "already published" if rep.already_published else f"in {rep.seconds:.1f} s"
     text = (
         f"release {rep.release} of {spec.url}: {rep.patches} pairs, "
         f"{rep.annotations} annotation rows, {rep.bytes / 1e6:.1f} MB, {state}"
         + (f" ({rep.patches / rep.seconds:.1f} pairs/s)" if rep.seconds else "")
     )
-    if rep.n_quarantined:
-        report_path = f"releases/{rep.release}/quarantine.jsonl"
-        text += f"\nquarantined {rep.n_quarantined}: {rep.quarantined} (see {report_path})"
+    if report:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(rep.quarantined.items()))
+        text += f"\nquarantined {rep.n_quarantined} records ({reasons}); see {report}"
     _emit(d, as_json, text)
     if rep.n_quarantined:
         raise typer.Exit(EXIT_QUARANTINED)
@@ -185,8 +242,9 @@ def info(
     """Show the lake's releases and what each holds."""
     from lake.reader import open_lake
 
+    spec = _spec(lake, endpoint_url, key, secret, region)
     try:
-        lk = open_lake(_spec(lake, endpoint_url, key, secret, region))
+        lk = open_lake(spec)
         rels = {}
         for name in lk.releases:
             m = lk.release(name).manifest
@@ -199,6 +257,8 @@ def info(
         doc = {"lake": lk.spec.url, "current": lk.root.get("current"), "releases": rels}
     except LakeError as exc:
         raise _fail(exc) from None
+    except _storage_errors() as exc:
+        raise _fail_storage(spec, exc) from None
     lines = [f"lake {doc['lake']} (current release: {doc['current']})"]
     for name, r in rels.items():
         c = r["counts"]
@@ -227,10 +287,16 @@ def show(
     from lake.reader import open_lake
     from lake.render import render_patch
 
+    spec = _spec(lake, endpoint_url, key, secret, region)
     try:
-        rel = open_lake(_spec(lake, endpoint_url, key, secret, region)).release(release)
-        path = render_patch(rel.patch(patch_id), out)
+        patch = open_lake(spec).release(release).patch(patch_id)
     except LakeError as exc:
+        raise _fail(exc) from None
+    except _storage_errors() as exc:
+        raise _fail_storage(spec, exc) from None
+    try:
+        path = render_patch(patch, out)
+    except OSError as exc:
         raise _fail(exc) from None
     typer.echo(path)
 
@@ -244,34 +310,38 @@ def s3_serve(
     bucket: Annotated[list[str], typer.Option("--bucket", help="Bucket(s) to create.")] = ["lake"],  # noqa: B006
     as_json: JsonOpt = False,
 ) -> None:
-    """Serve a folder as S3 on 127.0.0.1 until Ctrl-C; prints the environment to export."""
-    from pipelines.embedded_s3 import EmbeddedS3
+    """Serve a folder as S3 on 127.0.0.1 until Ctrl-C or SIGTERM; prints what to export."""
+    from lake.errors import S3ServerError
+    from pipelines.embedded_s3 import EmbeddedS3, signals_interrupt
 
     server = EmbeddedS3(directory, port=port, buckets=bucket)
-    try:
-        endpoint = server.start()
-    except LakeError as exc:
-        raise _fail(exc) from None
+    with signals_interrupt():  # SIGTERM/SIGHUP stop rclone too instead of orphaning it
+        try:
+            endpoint = server.start()
+            _announce(server, endpoint, bucket, as_json)
+            while server.running:
+                time.sleep(0.5)
+        except LakeError as exc:
+            raise _fail(exc) from None
+        except KeyboardInterrupt:
+            return
+        finally:
+            server.stop()
+    raise _fail(S3ServerError(f"rclone serve s3 stopped on its own; see {server.log}"))
+
+
+def _announce(server: EmbeddedS3, endpoint: S3Endpoint, buckets: list[str], as_json: bool) -> None:
+    """Print how to reach a started endpoint: JSON, or ``export`` lines a shell can eval."""
     env = endpoint.environment()
     if as_json:
-        typer.echo(
-            json.dumps(
-                {"endpoint_url": endpoint.endpoint_url, "buckets": bucket, "environment": env}
-            )
-        )
+        doc = {"endpoint_url": endpoint.endpoint_url, "buckets": buckets, "environment": env}
+        typer.echo(json.dumps(doc))
     else:
-        typer.echo("\n".join(f"export {k}={v}" for k, v in env.items()))
+        typer.echo("\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items()))
         typer.echo(
             f"# serving {server.directory} at {endpoint.endpoint_url}; Ctrl-C stops", err=True
         )
     sys.stdout.flush()
-    try:
-        while server.running:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
 
 
 def main() -> None:

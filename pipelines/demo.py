@@ -10,17 +10,39 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
 from lake.config import store_spec
+from lake.errors import LakeError
 from lake.reader import open_lake
 from lake.render import render_patch
 from pipelines.cluster import ClusterSpec
-from pipelines.embedded_s3 import EmbeddedS3
+from pipelines.embedded_s3 import EmbeddedS3, signals_interrupt
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.sources.open import open_source
 from pipelines.synth import synthesize
+
+#: What a demo run leaves in its folder; a folder holding anything else is not removed.
+DEMO_ENTRIES = ("s3", "source", "patch.png")
+
+
+def _fresh_folder(out: Path) -> None:
+    """Empty ``out`` if it is a previous demo's folder; refuse to touch anything else."""
+    if out.exists():
+        foreign = [
+            p.name
+            for p in out.iterdir()
+            if p.name not in DEMO_ENTRIES and not p.name.startswith(".rclone-")
+        ]
+        if foreign:
+            raise LakeError(
+                f"--out {out}: the folder holds {sorted(foreign)[:5]}, which a demo did not "
+                "write; choose a new or empty folder (the demo empties it first)"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,16 +57,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="working folder")
     parser.add_argument("--cluster", default="local", help="local | threads | sync | tcp://...")
     args = parser.parse_args(argv)
+    try:
+        with signals_interrupt():  # a kill stops the endpoint too, as Ctrl-C does
+            return _run(args.out, args.patches, args.format, args.cluster)
+    except LakeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
-    out: Path = args.out
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+
+def _run(out: Path, patches: int, fmt: str, cluster: str) -> int:
+    _fresh_folder(out)
     with EmbeddedS3(out / "s3", buckets=["lake"]) as s3:
         e = s3.endpoint
         print(f"S3 endpoint {e.endpoint_url} serving {s3.directory}")
         t0 = time.perf_counter()
-        rep = synthesize(args.patches, out / "source", fmt=args.format, seed=0, progress=True)
+        rep = synthesize(patches, out / "source", fmt=fmt, seed=0, progress=True)
         print(
             f"source: {rep.n_patches} pairs, {rep.n_text_rows} text rows, "
             f"{rep.bytes_written / 1e6:.1f} MB ({rep.fmt}) in {rep.seconds:.1f} s"
@@ -61,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             open_source(out / "source"),
             spec,
             IngestOptions(release="v1"),
-            ClusterSpec(args.cluster),
+            ClusterSpec(cluster),
         )
         print("ingest:", json.dumps(report.to_dict(), indent=1))
         release = open_lake(spec).current

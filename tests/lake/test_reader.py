@@ -38,11 +38,13 @@ def test_releases_and_current(built):
 
 
 def test_patch_has_every_band_at_native_size_and_its_metadata(built):
-    spec, source, _ = built
+    spec, _source, _ = built
     rel = lake.open_lake(spec.url).current
     pid = rel.patches(columns=["patch_id"])["patch_id"][3].as_py()
     p = rel.patch(pid)
-    assert p["B02"].shape == (120, 120) and p["B05"].shape == (60, 60) and p["B01"].shape == (20, 20)
+    assert (
+        p["B02"].shape == (120, 120) and p["B05"].shape == (60, 60) and p["B01"].shape == (20, 20)
+    )
     assert p["VV"].dtype == np.float32 and p["reference_map"].dtype == np.uint16
     assert p["metadata"]["patch_id"] == pid and p["metadata"]["labels"]
     with pytest.raises(PatchNotFound, match="is not in release 'r1'") as info:
@@ -51,11 +53,13 @@ def test_patch_has_every_band_at_native_size_and_its_metadata(built):
 
 
 def test_patches_table_is_geoparquet_with_wgs84_footprints(built):
-    spec, _, base = built
+    _spec, _, base = built
     table = pq.read_table(base / "lake" / "tables" / "r1" / "patches")
     assert b"geo" in table.schema.metadata
     geoms = shapely.from_wkb(table["geometry"].to_numpy(zero_copy_only=False))
-    assert all(g.is_valid and 0.00015 < g.area < 0.0005 for g in geoms)  # ~1.2 km squares, in degrees
+    assert all(
+        g.is_valid and 0.00015 < g.area < 0.0005 for g in geoms
+    )  # ~1.2 km squares, in degrees
     lon, lat = table["centre_lon"].to_numpy(), table["centre_lat"].to_numpy()
     assert all(shapely.contains_xy(g, x, y) for g, x, y in zip(geoms, lon, lat, strict=True))
     assert set(table["season"].to_pylist()) <= {"Spring", "Summer", "Fall", "Winter"}
