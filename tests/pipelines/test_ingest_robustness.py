@@ -174,11 +174,10 @@ def test_bad_input_sets_the_exit_status(clean_source, tmp_path):
     root = tmp_path / "src"
     shutil.copytree(clean_source, root)
     _corrupt(root)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "ingest", str(root), "--lake", str(tmp_path / "lake"),
-         "--cluster", "sync", "--samples-per-shard", "8", "--json"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    lake_dir = str(tmp_path / "lake")
+    cmd = [sys.executable, "-m", "pipelines.cli", "ingest", str(root), "--lake", lake_dir,
+           "--cluster", "sync", "--samples-per-shard", "8", "--json"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 3, proc.stderr
     assert json.loads(proc.stdout)["patches"] == 10
 
