@@ -7,7 +7,9 @@ releases/<name>/quarantine.jsonl         what ingest rejected, one record per li
 patches/<name>.zarr/                     Zarr v3 group, one row per S1/S2 pair along `sample`
 tables/<name>/patches/part-0.parquet     one row per pair (metadata, georeference, geometry)
 tables/<name>/annotations/split=<s>/     BigEarthNet.txt rows + parsed columns
-stac/                                    the STAC catalog
+stac/<name>/catalog.json                 the STAC catalog of the release (root catalog)
+stac/<name>/collection.json              the collection of S1/S2 pairs
+stac/<name>/items.parquet                one Item per pair, as stac-geoparquet
 _work/<name>/                            ingest's resumable state (never read by readers)
 ```
 """
@@ -63,6 +65,16 @@ def annotations_table_path(release: str) -> str:
     return f"tables/{release}/annotations"
 
 
+def stac_path(release: str) -> str:
+    """The folder of the release's STAC catalog."""
+    return f"stac/{release}"
+
+
+def stac_items_path(release: str) -> str:
+    """The release's STAC Items as stac-geoparquet."""
+    return f"stac/{release}/items.parquet"
+
+
 def work_path(release: str) -> str:
     """Ingest's resumable state for a release being built."""
     return f"_work/{release}"
@@ -70,4 +82,9 @@ def work_path(release: str) -> str:
 
 def release_prefixes(release: str) -> tuple[str, ...]:
     """Every prefix whose objects belong to the release (what the manifest lists)."""
-    return (patches_path(release), f"tables/{release}", quarantine_path(release))
+    return (
+        patches_path(release),
+        f"tables/{release}",
+        stac_path(release),
+        quarantine_path(release),
+    )

@@ -8,6 +8,7 @@ cache gives one client per set of options, and drops its cache in a forked child
 from __future__ import annotations
 
 import atexit
+import os
 import contextlib
 import hashlib
 import json
@@ -139,3 +140,87 @@ def write_json_atomic(fs: fsspec.AbstractFileSystem, path: str, obj: Any) -> byt
     data = (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
     write_bytes_atomic(fs, path, data)
     return data
+
+
+#: DuckDB extensions the lake uses, installed from their PyPI wheels (no download at run time).
+DUCKDB_EXTENSIONS = ("parquet", "httpfs", "spatial", "icu")
+
+
+def duckdb_extension_directory() -> str:
+    """The project-local folder DuckDB loads its extensions from (inside this environment)."""
+    import sys
+
+    return os.path.join(sys.prefix, "var", "bigearthnet-lake", "duckdb-extensions")
+
+
+def _extension_file(name: str) -> str:
+    import importlib
+
+    import duckdb
+
+    module = importlib.import_module(f"duckdb_extension_{name}")
+    base = os.path.join(
+        os.path.dirname(module.__file__ or ""), "extensions", f"v{duckdb.__version__}"
+    )
+    return os.path.join(base, f"{name}.duckdb_extension")
+
+
+def duckdb_connect(
+    spec: StoreSpec | None = None, *, extensions: tuple[str, ...] = ("httpfs", "spatial")
+) -> Any:
+    """A DuckDB connection with the lake's extensions loaded and, for S3 lakes, its secret set.
+
+    Extensions come from the ``duckdb-extension-*`` wheels, installed once into
+    :func:`duckdb_extension_directory`; nothing is downloaded. The S3 secret is built from the
+    spec (never printed or logged).
+
+    Args:
+        spec: The lake (None: no secret).
+        extensions: Extensions to load (``parquet`` is built in on most platforms).
+
+    Returns:
+        A ``duckdb.DuckDBPyConnection``.
+    """
+    import duckdb
+
+    directory = duckdb_extension_directory()
+    os.makedirs(directory, exist_ok=True)
+    con = duckdb.connect(
+        config={
+            "extension_directory": directory,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+    )
+    for name in extensions:
+        try:
+            con.load_extension(name)
+        except duckdb.Error:
+            con.install_extension(_extension_file(name))
+            con.load_extension(name)
+    if spec is not None and spec.protocol == "s3":
+        con.execute(duckdb_secret_sql(spec))
+    return con
+
+
+def duckdb_secret_sql(spec: StoreSpec, name: str = "lake_s3") -> str:
+    """The ``CREATE SECRET`` statement of an S3 spec (values quoted; keep it out of logs)."""
+    from urllib.parse import urlparse
+
+    def q(value: str) -> str:
+        return "'" + value.replace("'", "''") + "'"
+
+    parts = ["TYPE s3", f"SCOPE {q('s3://' + spec.root.split('/', 1)[0])}"]
+    if spec.with_credentials():
+        parts += [f"KEY_ID {q(spec.key or '')}", f"SECRET {q(spec.secret or '')}"]
+    else:
+        parts.append("PROVIDER credential_chain")
+    parts.append(f"REGION {q(spec.region or 'us-east-1')}")
+    if spec.endpoint_url:
+        url = urlparse(spec.endpoint_url)
+        parts += [
+            f"ENDPOINT {q(url.netloc)}",
+            "URL_STYLE 'path'",
+            f"USE_SSL {'true' if url.scheme == 'https' else 'false'}",
+        ]
+    return f"CREATE OR REPLACE SECRET {name} ({', '.join(parts)})"
