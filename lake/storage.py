@@ -8,10 +8,10 @@ cache gives one client per set of options, and drops its cache in a forked child
 from __future__ import annotations
 
 import atexit
-import os
 import contextlib
 import hashlib
 import json
+import os
 import weakref
 from typing import Any
 
