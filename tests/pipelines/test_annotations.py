@@ -3,7 +3,6 @@ batches fast enough for 9.6 M rows."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -192,14 +191,12 @@ def test_streams_in_batches(tmp_path):
     )
 
 
-def test_throughput(tmp_path, capsys):
+@pytest.mark.slow
+def test_a_large_file_streams_through(tmp_path):
+    """200,000 rows pass in batches (the rate is measured in benchmarks/, not asserted here)."""
     n = 200_000
     pq.write_table(synthetic(n), tmp_path / "t.parquet")
     known = KnownPairs.of({PATCH: S1} | {f"{PATCH[:-5]}{i:02d}_{i:02d}": S1 for i in range(99)})
-    start = time.perf_counter()
-    rows = sum(b.num_rows + len(bad) for b, bad in read_annotations(tmp_path / "t.parquet", known))
-    rate = n / (time.perf_counter() - start)
-    assert rows == n
-    with capsys.disabled():
-        print(f"\nannotations: {rate:,.0f} rows/s on {n:,} synthetic rows")
-    assert rate > 20_000  # 9.6 M rows in under 8 minutes even on a loaded machine
+    batches = list(read_annotations(tmp_path / "t.parquet", known))
+    assert len(batches) > 1
+    assert sum(b.num_rows + len(bad) for b, bad in batches) == n
