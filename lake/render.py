@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -108,10 +109,11 @@ def render_patch(
     names = ["Sentinel-2 true colour", "Sentinel-1 VV / VH / VV-VH", "Reference map (CLC)"]
     meta = patch.get("metadata", {})
     caption = title or f"{meta.get('patch_id', '')}  {', '.join(meta.get('labels') or [])}"
-    pad, top = 8, 34
+    lines = textwrap.wrap(caption, width=120)[:3]
+    pad, top = 8, 22 + 12 * len(lines)
     image = Image.new("RGB", (3 * PANEL + 4 * pad, PANEL + top + pad), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((pad, 4), caption[:150], fill="black")
+    draw.multiline_text((pad, 4), "\n".join(lines), fill="black", spacing=2)
     for i, (panel, name) in enumerate(zip(panels, names, strict=True)):
         x = pad + i * (PANEL + pad)
         tile = Image.fromarray(panel).resize((PANEL, PANEL), Image.Resampling.NEAREST)
