@@ -40,6 +40,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -274,9 +275,16 @@ def run_ingest(
     wrapped = [timer, "-f", "%M", "-o", str(rss_path), *cmd] if timer else cmd
     with open(out_path, "wb") as out, open(log_to, "wb") as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(wrapped, cwd=ROOT, env=dict(env), stdout=out, stderr=err)
-        with TreeSampler(proc.pid) as sampler:
-            proc.wait()
+        proc = subprocess.Popen(
+            wrapped, cwd=ROOT, env=dict(env), stdout=out, stderr=err, start_new_session=True
+        )
+        try:
+            with TreeSampler(proc.pid) as sampler:
+                proc.wait()
+        finally:
+            if proc.poll() is None:  # interrupted: stop the whole ingest tree, Dask workers too
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
         wall = time.perf_counter() - t0
     if proc.returncode not in (0, 3):  # 3: finished, some input quarantined
         tail = log_to.read_text(errors="replace")[-2000:]
@@ -538,6 +546,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every case; print the JSON document."""
     args = parse_args(argv)
+    # SIGTERM (kill PID) unwinds like Ctrl-C, so a running ingest's process group is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     doc: dict[str, Any] = {
         "benchmark": "ingest",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
