@@ -61,3 +61,19 @@ class PublishConflict(LakeError, RuntimeError):
 
 class S3ServerError(LakeError, RuntimeError):
     """The embedded S3 endpoint could not be started."""
+
+
+class ReadOnlyError(LakeError, PermissionError):
+    """A write was attempted through a read-only SQL connection (lift it with allow_write)."""
+
+
+class StorageError(LakeError, OSError):
+    """The lake's storage cannot be reached or refuses access (endpoint, credentials, path)."""
+
+
+class QueryError(LakeError, ValueError):
+    """A search or query is malformed: bad bbox, datetime, filter, field, token or collection."""
+
+
+class ShardReadError(LakeError, OSError):
+    """A shard of the patch group cannot be read (after retries) or decoded; names the shard."""

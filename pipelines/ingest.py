@@ -10,7 +10,8 @@ Steps (each resumable from the state kept under ``_work/<release>/`` in the lake
 3. **write**: each task writes one whole shard of every array (no read-modify-write), reads its
    objects back and records their checksums. Shards already done are skipped.
 4. **tables**: the ``patches`` table and the ``annotations`` dataset (partitioned by split).
-5. **publish**: the quarantine report, the manifest of every object, then ``lake.json``.
+5. **catalog**: the STAC catalog (``stac/<release>/``) built from the tables and the shards.
+6. **publish**: the quarantine report, the manifest of every object, then ``lake.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from catalog.build import build_catalog
 from lake.config import StoreSpec
 from lake.errors import BadInput, PublishConflict
 from lake.layout import check_release_name, patches_path, quarantine_path, work_path
@@ -267,6 +269,8 @@ def ingest(
     text_rejected, text_counts = write_annotations(source, spec, release, meta, sample_index)
     rejected.extend(text_rejected)
     _write_quarantine(spec, release, rejected, report)
+    # The STAC catalog, from the tables just written; before the manifest so it is listed there.
+    entries = {**entries, **build_catalog(spec, release, entries)}
     counts = {
         "patches": len(ordered),
         "annotations": text_counts,

@@ -1,0 +1,438 @@
+"""A STAC API over one release's catalog: a small FastAPI app on top of :mod:`catalog.search`.
+
+Endpoints: the landing page, ``/conformance``, ``/collections`` (and one collection, its items and
+one item), item search by ``GET`` and ``POST /search``, ``/queryables`` (and per collection); the
+filter (CQL2 text and JSON), sort and fields extensions, and paging by ``next`` links with a
+token. The OpenAPI document is at ``/api``, its HTML view at ``/api.html``. A bad parameter is a
+400 whose ``description`` says what is wrong; an unknown collection or item by path is a 404.
+See ``docs/decisions/0003-stac-api.md`` for why this is our own app.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from catalog.request import DEFAULT_LIMIT, SearchRequest
+from catalog.search import Catalog, open_catalog
+from catalog.stac import COLLECTION_ID, MEDIA_GEOJSON, MEDIA_JSON, STAC_VERSION
+from lake.config import StoreSpec
+from lake.errors import LakeError, PatchNotFound, QueryError
+
+CONFORMANCE = (
+    "https://api.stacspec.org/v1.0.0/core",
+    "https://api.stacspec.org/v1.0.0/collections",
+    "https://api.stacspec.org/v1.0.0/ogcapi-features",
+    "https://api.stacspec.org/v1.0.0/item-search",
+    "https://api.stacspec.org/v1.0.0/item-search#fields",
+    "https://api.stacspec.org/v1.0.0/ogcapi-features#fields",
+    "https://api.stacspec.org/v1.0.0/item-search#sort",
+    "https://api.stacspec.org/v1.0.0/ogcapi-features#sort",
+    "https://api.stacspec.org/v1.0.0-rc.2/item-search#filter",
+    "https://api.stacspec.org/v1.0.0-rc.2/ogcapi-features#filter",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/case-insensitive-comparison",
+    "http://www.opengis.net/spec/cql2/1.0/conf/accent-insensitive-comparison",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
+    "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/temporal-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/array-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/property-property",
+    "http://www.opengis.net/spec/cql2/1.0/conf/arithmetic",
+)
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx/5xx answer."""
+
+    code: str
+    description: str
+
+
+class SortField(BaseModel):
+    """One ``sortby`` entry of a POST search."""
+
+    field: str
+    direction: str = "asc"
+
+
+class FieldsBody(BaseModel):
+    """The ``fields`` object of a POST search."""
+
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+
+
+class SearchBody(BaseModel):
+    """The body of ``POST /search``."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    bbox: list[float] | None = None
+    intersects: dict[str, Any] | None = None
+    datetime: str | None = None
+    ids: list[str] | None = None
+    collections: list[str] | None = None
+    filter: str | dict[str, Any] | None = None
+    filter_lang: str | None = Field(default=None, alias="filter-lang")
+    filter_crs: str | None = Field(default=None, alias="filter-crs")
+    sortby: list[SortField] | str | None = None
+    fields: FieldsBody | str | None = None
+    limit: int | None = None
+    token: str | None = None
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "A bad parameter; the description says which"},
+    404: {"model": ErrorBody, "description": "No such collection or item"},
+}
+
+BboxQ = Annotated[str | None, Query(description="minx,miny,maxx,maxy (WGS 84)")]
+DatetimeQ = Annotated[str | None, Query(description="Instant, date or interval a/b (../b, a/..)")]
+LimitQ = Annotated[int | None, Query(description="Items per page (at most 10000)")]
+FilterQ = Annotated[str | None, Query(description="CQL2 filter")]
+FilterLangQ = Annotated[str | None, Query(alias="filter-lang", description="cql2-text|cql2-json")]
+FilterCrsQ = Annotated[str | None, Query(alias="filter-crs", description=f"Only {CRS84}")]
+SortbyQ = Annotated[str | None, Query(description="+field,-field")]
+FieldsQ = Annotated[str | None, Query(description="field,-field (fields extension)")]
+TokenQ = Annotated[str | None, Query(description="Paging token from a next link")]
+IdsQ = Annotated[str | None, Query(description="Comma-separated item ids")]
+CollectionsQ = Annotated[str | None, Query(description="Comma-separated collection ids")]
+IntersectsQ = Annotated[str | None, Query(description="GeoJSON geometry")]
+
+
+def _error(status: int, code: str, description: str) -> JSONResponse:
+    return JSONResponse({"code": code, "description": description}, status_code=status)
+
+
+def create_app(lake: str | StoreSpec | Catalog, release: str | None = None) -> FastAPI:
+    """The STAC API app of a lake's release (the current one by default).
+
+    Args:
+        lake: The lake (URL or spec) or an open catalog.
+        release: The release to serve.
+    """
+    cat = open_catalog(lake, release)
+    app = FastAPI(
+        title="BigEarthNet lake STAC API",
+        version=STAC_VERSION,
+        description=f"STAC API over release {cat.release!r} of {cat.spec.url}",
+        openapi_url="/api",
+        docs_url="/api.html",
+        redoc_url=None,
+    )
+    app.state.catalog = cat
+    _install_error_handlers(app)
+    _install_routes(app, cat)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(QueryError)
+    async def _query_error(request: Request, exc: QueryError) -> JSONResponse:
+        return _error(400, "InvalidParameterValue", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return _error(400, "InvalidParameterValue", problems or "invalid request")
+
+    @app.exception_handler(PatchNotFound)
+    async def _not_found(request: Request, exc: PatchNotFound) -> JSONResponse:
+        return _error(404, "NotFound", str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(
+            exc.status_code, "NotFound" if exc.status_code == 404 else "Error", str(exc.detail)
+        )
+
+    @app.exception_handler(LakeError)
+    async def _lake_error(request: Request, exc: LakeError) -> JSONResponse:
+        return _error(500, "ServerError", str(exc))
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _check_collection(collection_id: str) -> None:
+    if collection_id != COLLECTION_ID:
+        raise StarletteHTTPException(
+            404, f"collection {collection_id!r} is not here (this API serves {COLLECTION_ID})"
+        )
+
+
+def _collection(cat: Catalog, base: str) -> dict[str, Any]:
+    doc = {k: v for k, v in cat.collection.items() if k != "links"}
+    url = f"{base}/collections/{COLLECTION_ID}"
+    doc["assets"] = {
+        k: {**a, "href": _absolute(cat, a["href"])} for k, a in doc.get("assets", {}).items()
+    }
+    doc["links"] = [
+        {"rel": "self", "href": url, "type": MEDIA_JSON},
+        {"rel": "root", "href": f"{base}/", "type": MEDIA_JSON},
+        {"rel": "parent", "href": f"{base}/", "type": MEDIA_JSON},
+        {"rel": "items", "href": f"{url}/items", "type": MEDIA_GEOJSON},
+        {"rel": QUERYABLES_REL, "href": f"{url}/queryables", "type": "application/schema+json"},
+        *[link for link in cat.collection.get("links", []) if link["rel"] in ("license", "about")],
+    ]
+    return doc
+
+
+def _absolute(cat: Catalog, href: str) -> str:
+    from catalog.rows import resolve
+
+    return resolve(href, cat.base_url)
+
+
+def _item_links(item: dict[str, Any], base: str) -> dict[str, Any]:
+    if "id" not in item:
+        return item
+    url = f"{base}/collections/{COLLECTION_ID}"
+    item["links"] = [
+        {"rel": "self", "href": f"{url}/items/{item['id']}", "type": MEDIA_GEOJSON},
+        {"rel": "parent", "href": url, "type": MEDIA_JSON},
+        {"rel": "collection", "href": url, "type": MEDIA_JSON},
+        {"rel": "root", "href": f"{base}/", "type": MEDIA_JSON},
+    ]
+    return item
+
+
+def _run(
+    cat: Catalog, search: SearchRequest, base: str, next_link: dict[str, Any] | None
+) -> JSONResponse:
+    page = cat.search(search)
+    features = []
+    for item in page.items():
+        if not search.fields.given or "links" in item:
+            item = _item_links(item, base)
+        features.append(item)
+    links: list[dict[str, Any]] = [{"rel": "root", "href": f"{base}/", "type": MEDIA_JSON}]
+    if page.next_token and next_link is not None:
+        link = dict(next_link)
+        if "body" in link:
+            link["body"] = {**link["body"], "token": page.next_token}
+        else:
+            link["href"] = link["href"].replace("__TOKEN__", page.next_token)
+        links.append(link)
+    doc = {
+        "type": "FeatureCollection",
+        "features": features,
+        "links": links,
+        "numberReturned": len(features),
+    }
+    return JSONResponse(doc, media_type=MEDIA_GEOJSON)
+
+
+def _get_next(request: Request) -> dict[str, Any]:
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    params.append(("token", "__TOKEN__"))
+    href = f"{_base(request)}{request.url.path}?{urlencode(params)}"
+    return {"rel": "next", "href": href, "type": MEDIA_GEOJSON, "method": "GET"}
+
+
+def _check_crs(crs: str | None) -> None:
+    if crs is not None and crs != CRS84:
+        raise QueryError(f"filter-crs {crs!r} is not supported: only {CRS84}")
+
+
+def _install_routes(app: FastAPI, cat: Catalog) -> None:
+    @app.get("/", summary="Landing page")
+    def landing(request: Request) -> JSONResponse:
+        base = _base(request)
+        doc = {
+            "type": "Catalog",
+            "stac_version": STAC_VERSION,
+            "id": cat.catalog_document["id"],
+            "title": cat.catalog_document.get("title", ""),
+            "description": cat.catalog_document.get("description", ""),
+            "conformsTo": list(CONFORMANCE),
+            "links": [
+                {"rel": "self", "href": f"{base}/", "type": MEDIA_JSON},
+                {"rel": "root", "href": f"{base}/", "type": MEDIA_JSON},
+                {"rel": "conformance", "href": f"{base}/conformance", "type": MEDIA_JSON},
+                {"rel": "data", "href": f"{base}/collections", "type": MEDIA_JSON},
+                {"rel": "child", "href": f"{base}/collections/{COLLECTION_ID}", "type": MEDIA_JSON},
+                {"rel": "search", "href": f"{base}/search", "type": MEDIA_GEOJSON, "method": "GET"},
+                {
+                    "rel": "search",
+                    "href": f"{base}/search",
+                    "type": MEDIA_GEOJSON,
+                    "method": "POST",
+                },
+                {
+                    "rel": QUERYABLES_REL,
+                    "href": f"{base}/queryables",
+                    "type": "application/schema+json",
+                },
+                {
+                    "rel": "service-desc",
+                    "href": f"{base}/api",
+                    "type": "application/vnd.oai.openapi+json;version=3.0",
+                },
+                {"rel": "service-doc", "href": f"{base}/api.html", "type": "text/html"},
+            ],
+        }
+        return JSONResponse(doc)
+
+    @app.get("/conformance", summary="Conformance classes")
+    def conformance() -> JSONResponse:
+        return JSONResponse({"conformsTo": list(CONFORMANCE)})
+
+    @app.get("/collections", summary="The collections")
+    def collections(request: Request) -> JSONResponse:
+        base = _base(request)
+        return JSONResponse(
+            {
+                "collections": [_collection(cat, base)],
+                "links": [
+                    {"rel": "self", "href": f"{base}/collections", "type": MEDIA_JSON},
+                    {"rel": "root", "href": f"{base}/", "type": MEDIA_JSON},
+                ],
+            }
+        )
+
+    @app.get("/collections/{collection_id}", summary="One collection", responses=_ERRORS)
+    def collection(request: Request, collection_id: str) -> JSONResponse:
+        _check_collection(collection_id)
+        return JSONResponse(_collection(cat, _base(request)))
+
+    @app.get(
+        "/collections/{collection_id}/items", summary="Items of a collection", responses=_ERRORS
+    )
+    def items(
+        request: Request,
+        collection_id: str,
+        bbox: BboxQ = None,
+        datetime: DatetimeQ = None,
+        limit: LimitQ = None,
+        filter: FilterQ = None,
+        filter_lang: FilterLangQ = None,
+        filter_crs: FilterCrsQ = None,
+        sortby: SortbyQ = None,
+        fields: FieldsQ = None,
+        token: TokenQ = None,
+    ) -> JSONResponse:
+        _check_collection(collection_id)
+        _check_crs(filter_crs)
+        search = SearchRequest.build(
+            bbox=bbox,
+            datetime=datetime,
+            limit=limit,
+            filter=filter,
+            filter_lang=filter_lang or ("cql2-text" if filter else None),
+            sortby=sortby,
+            fields=fields,
+            token=token,
+            default_limit=DEFAULT_LIMIT,
+        )
+        return _run(cat, search, _base(request), _get_next(request))
+
+    @app.get("/collections/{collection_id}/items/{item_id}", summary="One item", responses=_ERRORS)
+    def item(request: Request, collection_id: str, item_id: str) -> JSONResponse:
+        _check_collection(collection_id)
+        doc = _item_links(cat.item(item_id), _base(request))
+        return JSONResponse(doc, media_type=MEDIA_GEOJSON)
+
+    @app.get("/search", summary="Item search (GET)", responses=_ERRORS)
+    def search_get(
+        request: Request,
+        bbox: BboxQ = None,
+        intersects: IntersectsQ = None,
+        datetime: DatetimeQ = None,
+        ids: IdsQ = None,
+        collections: CollectionsQ = None,
+        limit: LimitQ = None,
+        filter: FilterQ = None,
+        filter_lang: FilterLangQ = None,
+        filter_crs: FilterCrsQ = None,
+        sortby: SortbyQ = None,
+        fields: FieldsQ = None,
+        token: TokenQ = None,
+    ) -> JSONResponse:
+        _check_crs(filter_crs)
+        search = SearchRequest.build(
+            bbox=bbox,
+            intersects=intersects,
+            datetime=datetime,
+            ids=ids,
+            collections=collections,
+            limit=limit,
+            filter=filter,
+            filter_lang=filter_lang or ("cql2-text" if filter else None),
+            sortby=sortby,
+            fields=fields,
+            token=token,
+            default_limit=DEFAULT_LIMIT,
+        )
+        return _run(cat, search, _base(request), _get_next(request))
+
+    @app.post("/search", summary="Item search (POST)", responses=_ERRORS)
+    def search_post(request: Request, body: SearchBody) -> JSONResponse:
+        _check_crs(body.filter_crs)
+        sortby = body.sortby
+        fields = body.fields
+        search = SearchRequest.build(
+            bbox=body.bbox,
+            intersects=body.intersects,
+            datetime=body.datetime,
+            ids=body.ids,
+            collections=body.collections,
+            limit=body.limit,
+            filter=body.filter,
+            filter_lang=body.filter_lang,
+            sortby=[s.model_dump() for s in sortby] if isinstance(sortby, list) else sortby,
+            fields=fields.model_dump(exclude_none=True)
+            if isinstance(fields, FieldsBody)
+            else fields,
+            token=body.token,
+            default_limit=DEFAULT_LIMIT,
+        )
+        sent = json.loads(body.model_dump_json(by_alias=True, exclude_none=True))
+        link = {
+            "rel": "next",
+            "href": f"{_base(request)}/search",
+            "type": MEDIA_GEOJSON,
+            "method": "POST",
+            "body": sent,
+            "merge": False,
+        }
+        return _run(cat, search, _base(request), link)
+
+    @app.get("/queryables", summary="Queryable properties of every collection")
+    def queryables(request: Request) -> JSONResponse:
+        url = f"{_base(request)}/queryables"
+        doc = cat.queryables.json_schema(url, "Queryables of the BigEarthNet lake")
+        return JSONResponse(doc, media_type="application/schema+json")
+
+    @app.get(
+        "/collections/{collection_id}/queryables",
+        summary="Queryable properties of a collection",
+        responses=_ERRORS,
+    )
+    def collection_queryables(request: Request, collection_id: str) -> JSONResponse:
+        _check_collection(collection_id)
+        url = f"{_base(request)}/collections/{collection_id}/queryables"
+        doc = cat.queryables.json_schema(url, f"Queryables of {collection_id}")
+        return JSONResponse(doc, media_type="application/schema+json")
