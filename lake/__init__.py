@@ -20,7 +20,12 @@ from lake.errors import (
     SourceError,
 )
 
-_LAZY = {"Lake": "lake.reader", "Release": "lake.reader", "open_lake": "lake.reader"}
+_LAZY = {
+    "Lake": "lake.reader",
+    "Release": "lake.reader",
+    "connect": "lake.sql",
+    "open_lake": "lake.reader",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -44,6 +49,7 @@ __all__ = [
     "ReleaseNotFound",
     "SourceError",
     "StoreSpec",
+    "connect",
     "open_lake",
     "store_spec",
 ]

@@ -28,16 +28,38 @@ _BOTOCORE_CONFIG = {
 }
 
 
-def s3_options(spec: StoreSpec, *, asynchronous: bool = False) -> dict[str, Any]:
-    """Keyword arguments for ``s3fs.S3FileSystem`` of this spec."""
+def s3_options(
+    spec: StoreSpec,
+    *,
+    asynchronous: bool = False,
+    max_connections: int | None = None,
+    retries: int | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``s3fs.S3FileSystem`` of this spec.
+
+    Args:
+        spec: The lake.
+        asynchronous: For use inside a coroutine (zarr's ``FsspecStore``).
+        max_connections: HTTP connection pool size (botocore's default is 10).
+        retries: botocore's own retries (None: its default; 0: none, the caller retries).
+        timeout: Connect and read timeout in seconds (None: botocore's 60 s).
+    """
     client_kwargs: dict[str, Any] = {}
     if spec.endpoint_url:
         client_kwargs["endpoint_url"] = spec.endpoint_url
     if spec.region:
         client_kwargs["region_name"] = spec.region
+    config: dict[str, Any] = dict(_BOTOCORE_CONFIG)
+    if max_connections is not None:
+        config["max_pool_connections"] = max_connections
+    if retries is not None:
+        config["retries"] = {"total_max_attempts": retries + 1, "mode": "standard"}
+    if timeout is not None:
+        config["connect_timeout"] = config["read_timeout"] = timeout
     opts: dict[str, Any] = {
         "client_kwargs": client_kwargs,
-        "config_kwargs": dict(_BOTOCORE_CONFIG),
+        "config_kwargs": config,
         "asynchronous": asynchronous,
     }
     if spec.with_credentials():
@@ -46,10 +68,15 @@ def s3_options(spec: StoreSpec, *, asynchronous: bool = False) -> dict[str, Any]
     return opts
 
 
-def filesystem(spec: StoreSpec) -> fsspec.AbstractFileSystem:
-    """A synchronous fsspec filesystem for the spec's protocol."""
+def filesystem(spec: StoreSpec, **s3: Any) -> fsspec.AbstractFileSystem:
+    """A synchronous fsspec filesystem for the spec's protocol.
+
+    Args:
+        spec: The lake.
+        **s3: For S3 only: ``max_connections``, ``retries``, ``timeout`` (see :func:`s3_options`).
+    """
     if spec.protocol == "s3":
-        return fsspec.filesystem("s3", **s3_options(spec))
+        return fsspec.filesystem("s3", **s3_options(spec, **s3))
     if spec.protocol == "memory":
         return fsspec.filesystem("memory")
     return fsspec.filesystem("file", auto_mkdir=True)
@@ -166,7 +193,10 @@ def _extension_file(name: str) -> str:
 
 
 def duckdb_connect(
-    spec: StoreSpec | None = None, *, extensions: tuple[str, ...] = ("httpfs", "spatial")
+    spec: StoreSpec | None = None,
+    *,
+    extensions: tuple[str, ...] = ("httpfs", "spatial"),
+    config: dict[str, Any] | None = None,
 ) -> Any:
     """A DuckDB connection with the lake's extensions loaded and, for S3 lakes, its secret set.
 
@@ -177,6 +207,8 @@ def duckdb_connect(
     Args:
         spec: The lake (None: no secret).
         extensions: Extensions to load (``parquet`` is built in on most platforms).
+        config: More DuckDB settings for ``duckdb.connect`` (settings such as
+            ``allow_persistent_secrets`` must be set before the secret is created).
 
     Returns:
         A ``duckdb.DuckDBPyConnection``.
@@ -190,6 +222,7 @@ def duckdb_connect(
             "extension_directory": directory,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
+            **(config or {}),
         }
     )
     for name in extensions:

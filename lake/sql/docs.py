@@ -1,0 +1,109 @@
+"""``docs/sql.md``: the SQL front door's page, its schema section rendered from live views.
+
+Regenerate it with ``python -m lake.sql.docs LAKE_URL > docs/sql.md`` (any lake: the columns do
+not depend on the data); ``tests/lake/test_sql_docs.py`` checks the page against a live session.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from lake.sql.textsearch import SEARCH_DOC, STOP_WORDS
+from lake.sql.views import schema_markdown
+
+HEAD = """# SQL over the lake
+
+`lake.connect(url)` (Python) and `lake sql --lake URL` (shell) open a DuckDB session whose views
+read one release's Parquet objects directly: a local folder or `s3://bucket/prefix` on any S3
+endpoint (DuckDB's `httpfs` with the lake's secret). The same SQL runs on both. Views over the
+hive-partitioned `annotations` dataset prune partitions (`WHERE split = 'bench'` opens one file)
+and read only the columns a query uses.
+
+```python
+import lake.sql
+
+con = lake.connect("s3://bucket/lake", release="v1")  # or a folder; read-only
+con.sql("SELECT type, category, count(*) FROM annotations GROUP BY ALL").df()
+con.sql("SELECT * FROM text_search('coniferous forest near water') LIMIT 10").arrow()
+ids = lake.sql.selection(con, "SELECT patch_id FROM patches WHERE country = 'Portugal'")
+```
+
+```sh
+lake sql --lake s3://bucket/lake "SELECT split, count(*) FROM annotations GROUP BY ALL"
+lake sql --lake ./lake-data --format parquet --out bench.parquet "FROM vqa WHERE split = 'bench'"
+lake sql --lake ./lake-data --schema     # the columns below
+lake sql --lake ./lake-data              # a prompt: statements end with ';', .quit leaves
+```
+
+Spatial filters are fastest when they test the `bbox` covering column first (plain numbers,
+about 3x faster on 480,038 pairs) and then the exact geometry:
+
+```sql
+SELECT patch_id FROM patches
+WHERE bbox.xmin <= -8.0 AND bbox.xmax >= -9.5 AND bbox.ymin <= 40.0 AND bbox.ymax >= 38.5
+  AND ST_Intersects(geometry, ST_MakeEnvelope(-9.5, 38.5, -8.0, 40.0))
+```
+
+## Safety
+
+A session is read-only unless opened with `allow_write=True` / `--allow-write`:
+
+* DuckDB runs with `enable_external_access = false`, `allowed_paths` = the release's own Parquet
+  objects, and `lock_configuration = true`: no other file or URL can be read or written
+  (`read_csv('/etc/passwd')` fails), no database file can be attached, no extension installed or
+  loaded, and no `SET` can undo it (`threads`, `memory_limit`, `TimeZone` stay settable).
+* Each statement's type is checked before DuckDB sees it: `COPY`, `EXPORT`, `ATTACH`/`DETACH`,
+  `INSTALL`/`LOAD` are refused with `lake.errors.ReadOnlyError`, and so are the relation methods
+  that write files (`to_parquet`, `to_csv`...). Tables and macros created in the session's own
+  memory are allowed.
+* The S3 secret lives only inside DuckDB (temporary, in memory; `duckdb_secrets()` redacts it);
+  it is never printed, logged or put in an error message.
+
+## Handoff to training
+
+`lake.sql.selection(con_or_url, query)` runs a query and returns its `patch_id` column (pairs) or
+its `ID` column (annotation rows) as a list, in query order without repeats; the streaming loader
+takes that list as its selection. A query returning both needs `by='patch_id'` or `by='ID'`.
+
+## Text search
+
+"""
+
+TAIL = """
+## Views
+
+Generated from a live session (`python -m lake.sql.docs LAKE_URL > docs/sql.md`).
+
+"""
+
+
+def render(con: Any) -> str:
+    """The whole page, with the view schemas of the live session ``con``."""
+    search = (
+        SEARCH_DOC
+        + "\n\nThe index is built per release, with plain DuckDB SQL (the `fts` extension is not "
+        "installed here; see docs/decisions/0004-sql-text-search.md): `lake sql --allow-write "
+        "--build-text-index` (or `lake.sql.build_text_index(url)`) writes it as Parquet under "
+        "`tables/<release>/text_index/`; a session without it builds it in memory at "
+        "connect time when the release has at most 1,000,000 text rows (`lake.connect(..., "
+        "text_index=True)` forces it, `False` skips it). Tokens are lower-cased words of "
+        "letters and digits, without one-letter "
+        "words, a final plural `s`, and these stop words: " + ", ".join(STOP_WORDS) + ".\n"
+    )
+    return HEAD + search + TAIL + schema_markdown(con)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lake.sql.docs LAKE_URL [RELEASE]``: print the page."""
+    from lake.sql.session import connect
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        raise SystemExit("usage: python -m lake.sql.docs LAKE_URL [RELEASE]")
+    with connect(args[0], release=args[1] if len(args) > 1 else None) as con:
+        sys.stdout.write(render(con))
+
+
+if __name__ == "__main__":
+    main()
