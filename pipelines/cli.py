@@ -344,6 +344,68 @@ def _announce(server: EmbeddedS3, endpoint: S3Endpoint, buckets: list[str], as_j
     sys.stdout.flush()
 
 
+from pipelines.cli_sql import sql as _sql_command  # noqa: E402 (registered after the others)
+
+app.command("sql")(_sql_command)
+
+
+@app.command()
+def train(
+    lake: LakeOpt = None,
+    task: Annotated[str, typer.Option("--task", help="labels (multi-label classification)")] = (
+        "labels"
+    ),
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs over train.")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size.")] = 64,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="DataLoader workers.")] = 2,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N]")] = "auto",
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 3e-3,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the model and the order.")] = 0,
+    release: Annotated[
+        str | None, typer.Option("--release", help="Release (default: current).")
+    ] = None,
+    endpoint_url: EndpointOpt = None,
+    key: KeyOpt = None,
+    secret: SecretOpt = None,
+    region: RegionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a small multi-label CNN on the lake's stream; report validation mAP vs baseline."""
+    from pipelines.train import train as run_train
+
+    spec = _spec(lake, endpoint_url, key, secret, region)
+    try:
+        rep = run_train(
+            spec,
+            task=task,
+            epochs=epochs,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            lr=lr,
+            seed=seed,
+            release=release,
+            progress=not as_json,
+            log=(lambda _: None) if as_json else typer.echo,
+        )
+    except LakeError as exc:
+        raise _fail(exc) from None
+    except _storage_errors() as exc:
+        raise _fail_storage(spec, exc) from None
+    if as_json:
+        _emit(rep.to_dict(), True, "")
+
+
+# The STAC catalog commands (pipelines/cli_catalog.py).
+from pipelines.cli_catalog import catalog_build, search, serve  # noqa: E402
+
+catalog_app = typer.Typer(help="The STAC catalog of a release.", no_args_is_help=True)
+catalog_app.command("build")(catalog_build)
+app.add_typer(catalog_app, name="catalog")
+app.command("search")(search)
+app.command("serve")(serve)
+
+
 def main() -> None:
     """Entry point of the ``lake`` script."""
     app()

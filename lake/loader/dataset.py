@@ -1,0 +1,620 @@
+"""``LakeDataset``: a PyTorch ``IterableDataset`` streaming a lake's shards (local or S3).
+
+Order (seeded block shuffle, equal rank lengths, worker split, resume) comes from
+:mod:`lake.loader.order`, bytes from :mod:`lake.loader.fetch`, arrays from
+:mod:`lake.loader.decode`, and the rows to deliver from :mod:`lake.loader.items`. The decision
+record is ``docs/decisions/0005-loader.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from lake.config import StoreSpec, store_spec
+from lake.errors import ConfigError, ShardReadError
+from lake.loader import order
+from lake.loader.cache import ShardCache
+from lake.loader.collate import Batch, Sample, collate_fn
+from lake.loader.decode import RASTERS, BlockDecoder, DecodeSpec
+from lake.loader.fetch import RetryPolicy, ShardReader, group_needs, read_layouts
+from lake.loader.items import TASKS, Items, load_items, resolve_selection
+
+log = logging.getLogger("lake.loader")
+
+DEFAULT_MODALITIES: Final = ("s2_10m", "s2_20m", "s1", "labels")
+MODALITIES: Final = (*RASTERS, "labels")
+#: Positions decoded together when samples are yielded one by one.
+_DECODE_PIECE: Final = 64
+_STATE_VERSION: Final = 1
+
+
+class _Counter:
+    """An error counter shared with DataLoader workers (inherited at their start).
+
+    Plain pickling (outside a worker start) replaces it by a fresh process-local counter.
+    """
+
+    def __init__(self) -> None:
+        self._value: Any = multiprocessing.get_context().Value("q", 0)
+        self._local = 0
+
+    def add(self, n: int) -> None:
+        if self._value is None:
+            self._local += n
+        else:
+            with self._value.get_lock():
+                self._value.value += n
+
+    @property
+    def value(self) -> int:
+        return int(self._value.value) if self._value is not None else self._local
+
+    def set(self, n: int) -> None:
+        if self._value is None:
+            self._local = n
+        else:
+            self._value.value = n
+
+    def __getstate__(self) -> dict[str, Any]:
+        from multiprocessing.context import get_spawning_popen
+
+        if get_spawning_popen() is None:
+            return {"_value": None, "_local": self.value}
+        return self.__dict__.copy()
+
+
+@dataclass(frozen=True)
+class _IO:
+    """Request settings of a dataset's readers."""
+
+    max_in_flight: int
+    dense_fraction: float
+    max_gap: int
+    timeout: float
+
+
+@dataclass
+class _Runtime:
+    """What one process builds for itself: the reader (clients, threads) and the decoder."""
+
+    pid: int
+    reader: ShardReader
+    decoder: BlockDecoder
+    prefetch: ThreadPoolExecutor
+
+
+class LakeDataset(IterableDataset[Any]):
+    """Stream samples of a lake (local folder or S3) as dicts of named tensors.
+
+    Each sample holds the requested rasters (float32 ``(bands, H, W)``; the reference map int32
+    ``(H, W)``), ``labels`` (19-class multi-hot float32), ``patch_id`` and ``sample_index``;
+    text tasks deliver one sample per annotation row with ``id``, ``input``, ``output``,
+    ``type``, ``category`` and, for ``vqa``, ``options``/``answer_index``/``answer_bool``, for
+    ``refexp``, ``box`` (0..1) and ``box_pixels``. See :mod:`lake.loader.collate`.
+
+    Use it with ``DataLoader(ds, batch_size=B, num_workers=W, collate_fn=collate_fn(task))`` and
+    call :meth:`set_epoch` each epoch; for exact mid-epoch resume with worker processes use
+    :class:`LakeDataLoader`, which counts what it delivered.
+
+    Example:
+        >>> ds = LakeDataset("s3://bucket/lake", split="train", resample_to=120)  # doctest: +SKIP
+        >>> loader = LakeDataLoader(ds, batch_size=64, num_workers=4)  # doctest: +SKIP
+
+    Args:
+        url_or_spec: The lake (URL or :class:`~lake.config.StoreSpec`; ``LAKE_URL`` when None).
+        select: None (everything), a SQL query (needs :mod:`lake.sql`), patch ids, annotation
+            IDs (text tasks), or a STAC search result (ItemCollection, Items, item ids).
+        modalities: Any of ``s2_10m``, ``s2_20m``, ``s2_60m``, ``s1``, ``reference_map``,
+            ``labels``.
+        resample_to: Common side in pixels for every raster (None: native sizes).
+        resample: ``nearest`` or ``bilinear`` (the reference map is always nearest).
+        normalize: Normalise rasters with the official per-band mean/std.
+        split: ``train``/``validation``/``test`` (``bench`` too for text tasks); None: all.
+        shuffle: Seeded shuffle (shard order, then inside windows of shards).
+        seed: The seed; the order is a pure function of (seed, epoch, rank, world size).
+        task: ``labels``, ``caption``, ``vqa`` or ``refexp``.
+        label_order: ``sorted`` (default) or ``original`` class order of the multi-hot.
+        release: Release name (the current one when None); pinned at construction.
+        shuffle_buffer_shards: Shards per shuffle window (memory: about this many shards).
+        cache_dir: A local folder caching whole shard objects for later epochs (None: off).
+        cache_bytes: Size cap of the cache.
+        skip_errors: Skip and count samples that cannot be read (see :attr:`errors`) instead
+            of failing the epoch.
+        max_retries: Retries of a request after a transient error (exponential backoff).
+        batch_size: When set, yield batches of this many (one per block of the order) instead
+            of samples; use ``DataLoader(ds, batch_size=None)`` or :class:`LakeDataLoader`.
+        rank: This rank (default: ``torch.distributed`` when initialised, else 0).
+        world_size: Number of ranks (same default).
+        equalize: ``pad`` (repeat the first samples) or ``drop`` (leave out the last) so that
+            every rank has the same number of samples per epoch.
+        max_in_flight: Concurrent requests per process.
+        decode_threads: Decode threads per process.
+        dense_fraction: Read a whole shard object when at least this share of it is needed.
+        max_gap: Merge byte ranges closer than this many bytes.
+        retry_delay: First backoff delay in seconds (doubles each retry).
+        timeout: Timeout of one S3 request in seconds.
+        **s3: ``endpoint_url``, ``key``, ``secret``, ``region`` when ``url_or_spec`` is a URL.
+
+    Raises:
+        ConfigError: A bad argument (the message names it).
+        LayoutError: No lake, or the patch group is not laid out as the loader expects.
+        PatchNotFound: The selection names patches or rows the release lacks.
+    """
+
+    def __init__(
+        self,
+        url_or_spec: str | StoreSpec | None = None,
+        select: Any = None,
+        modalities: Sequence[str] = DEFAULT_MODALITIES,
+        resample_to: int | None = None,
+        resample: str = "nearest",
+        normalize: bool = False,
+        split: str | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        task: str = "labels",
+        label_order: str = "sorted",
+        release: str | None = None,
+        shuffle_buffer_shards: int = 4,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_bytes: int = 20 * 2**30,
+        skip_errors: bool = False,
+        max_retries: int = 5,
+        *,
+        batch_size: int | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        equalize: str = "pad",
+        max_in_flight: int = 16,
+        decode_threads: int = 2,
+        dense_fraction: float = 0.25,
+        max_gap: int = 256 * 1024,
+        retry_delay: float = 0.2,
+        timeout: float = 60.0,
+        **s3: Any,
+    ) -> None:
+        from lake.reader import open_lake
+
+        super().__init__()
+        if task not in TASKS:
+            raise ConfigError(f"task={task!r}: use one of {', '.join(TASKS)}")
+        if isinstance(modalities, str):
+            raise ConfigError(f"modalities={modalities!r}: give a list, e.g. [{modalities!r}]")
+        unknown = [m for m in modalities if m not in MODALITIES]
+        if unknown:
+            raise ConfigError(
+                f"modalities={list(modalities)!r}: unknown {unknown}; use {', '.join(MODALITIES)}"
+            )
+        if max_retries < 0 or max_in_flight < 1 or decode_threads < 1:
+            raise ConfigError(
+                f"max_retries={max_retries}, max_in_flight={max_in_flight}, "
+                f"decode_threads={decode_threads}: need >= 0, >= 1, >= 1"
+            )
+        if batch_size is not None and batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size}: must be at least 1")
+        order.rank_length(1, 1, equalize)  # type: ignore[arg-type]  # validates equalize
+        self.spec = (
+            url_or_spec if isinstance(url_or_spec, StoreSpec) else store_spec(url_or_spec, **s3)
+        )
+        rel = open_lake(self.spec).release(release)
+        self.release = rel.name
+        self.task = task
+        self.modalities = tuple(dict.fromkeys(modalities))
+        self.decode_spec = DecodeSpec(
+            arrays=tuple(m for m in self.modalities if m in RASTERS),
+            resample_to=resample_to,
+            resample=resample,  # type: ignore[arg-type]
+            normalize=normalize,
+        )
+        self.shuffle = shuffle
+        self.seed = seed
+        self.shuffle_buffer_shards = shuffle_buffer_shards
+        self.equalize = equalize
+        self.skip_errors = skip_errors
+        self.batch_size = batch_size
+        self.cache = ShardCache(os.fspath(cache_dir), cache_bytes) if cache_dir else None
+        self.retry = RetryPolicy(max_retries=max_retries, base_delay=retry_delay)
+        self.io = _IO(max_in_flight, dense_fraction, max_gap, timeout)
+        self.decode_threads = decode_threads
+        selection = resolve_selection(select, self.spec, self.release)
+        self.items: Items = load_items(
+            rel, task, split=split, selection=selection, label_order=label_order
+        )
+        names = set(self.decode_spec.arrays) | {"s2_10m"}
+        self.layouts = read_layouts(self.spec, self.release, sorted(names))
+        self.samples_per_shard = self.layouts["s2_10m"].samples_per_shard
+        self.layouts = {n: lay for n, lay in self.layouts.items() if n in self.decode_spec.arrays}
+        self._explicit_rank = rank is not None or world_size is not None
+        self.rank, self.world_size = _rank_world(rank, world_size)
+        self.epoch = 0
+        self._consumed = 0
+        self._errors = _Counter()
+        self._runtime: _Runtime | None = None
+
+    # -- order and state ---------------------------------------------------------------------
+
+    @property
+    def rank_length(self) -> int:
+        """Samples (positions) this rank delivers per epoch (the same on every rank)."""
+        return order.rank_length(len(self.items), self.world_size, self.equalize)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        """Samples per epoch of this rank, or batches when ``batch_size`` is set."""
+        if self.batch_size:
+            return -(-self.rank_length // self.batch_size)
+        return self.rank_length
+
+    @property
+    def errors(self) -> int:
+        """Samples skipped because they could not be read (``skip_errors=True``), all workers."""
+        return self._errors.value
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of ``epoch``; starts it from its beginning unless it is the one resumed."""
+        if epoch < 0:
+            raise ConfigError(f"epoch={epoch}: must be >= 0")
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self._consumed = 0
+        if not self._explicit_rank:
+            self.rank, self.world_size = _rank_world(None, None)
+
+    def sequence(self, epoch: int | None = None) -> order.RankSequence:
+        """This rank's sequence of an epoch (items in delivery order)."""
+        full = order.epoch_order(
+            self.items.samples // self.samples_per_shard,
+            seed=self.seed,
+            epoch=self.epoch if epoch is None else epoch,
+            shuffle=self.shuffle,
+            buffer_shards=self.shuffle_buffer_shards,
+        )
+        return order.rank_sequence(
+            full,
+            rank=self.rank,
+            world_size=self.world_size,
+            equalize=self.equalize,  # type: ignore[arg-type]
+        )
+
+    def start_position(self) -> int:
+        """Where the next iteration starts: what was consumed, or 0 after a finished epoch."""
+        return self._consumed if self._consumed < self.rank_length else 0
+
+    def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
+        """The state to resume from: the epoch and the samples of it this rank consumed.
+
+        Args:
+            consumed: Override the count (when you counted delivered samples yourself while
+                iterating through worker processes without :class:`LakeDataLoader`).
+        """
+        return {
+            "version": _STATE_VERSION,
+            "release": self.release,
+            "task": self.task,
+            "n_items": len(self.items),
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "shuffle_buffer_shards": self.shuffle_buffer_shards,
+            "equalize": self.equalize,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "epoch": self.epoch,
+            "consumed": self._consumed if consumed is None else int(consumed),
+            "errors": self.errors,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`: the next sample is the one after the last consumed.
+
+        The number of DataLoader workers may differ; everything that shapes the order (release,
+        task, selection size, seed, shuffle, rank and world size) must match.
+
+        Raises:
+            ConfigError: The state belongs to a different order (the message names the field).
+        """
+        if state.get("version") != _STATE_VERSION:
+            raise ConfigError(f"state version {state.get('version')!r} is not {_STATE_VERSION}")
+        mine = self.state_dict()
+        for key in (
+            "release",
+            "task",
+            "n_items",
+            "seed",
+            "shuffle",
+            "shuffle_buffer_shards",
+            "equalize",
+            "rank",
+            "world_size",
+        ):
+            if state.get(key) != mine[key]:
+                raise ConfigError(
+                    f"cannot resume: the state has {key}={state.get(key)!r}, this dataset "
+                    f"{key}={mine[key]!r}"
+                )
+        consumed = int(state["consumed"])
+        if not 0 <= consumed <= self.rank_length:
+            raise ConfigError(f"cannot resume: consumed={consumed} not in [0, {self.rank_length}]")
+        self.epoch = int(state["epoch"])
+        self._consumed = consumed
+        self._errors.set(int(state.get("errors", 0)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_runtime"] = None  # clients and threads never cross a process boundary
+        return state
+
+    # -- iteration ---------------------------------------------------------------------------
+
+    def _runtime_here(self) -> _Runtime:
+        rt = self._runtime
+        if rt is None or rt.pid != os.getpid():
+            io = self.io
+            reader = ShardReader(
+                self.spec,
+                self.release,
+                self.layouts,
+                max_in_flight=io.max_in_flight,
+                retry=self.retry,
+                cache=self.cache,
+                dense_fraction=io.dense_fraction,
+                max_gap=io.max_gap,
+                timeout=io.timeout,
+            )
+            decoder = BlockDecoder(self.layouts, self.decode_spec, self.decode_threads)
+            prefetch = ThreadPoolExecutor(1, thread_name_prefix="lake-prefetch")
+            rt = self._runtime = _Runtime(os.getpid(), reader, decoder, prefetch)
+        return rt
+
+    def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        in_main = info is None
+        worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
+        start = self.start_position()
+        if in_main:
+            self._consumed = start
+        seq = self.sequence()
+        block = self.batch_size or 1
+        positions = order.worker_positions(
+            seq.length, start=start, num_workers=num_workers, worker=worker, block=block
+        )
+        pieces = self._pieces(seq, positions, start, block)
+        if self.batch_size:
+            yield from self._batches(pieces, seq, start, in_main)
+        else:
+            yield from self._samples(pieces, seq, in_main)
+
+    def _samples(
+        self,
+        pieces: Iterator[tuple[np.ndarray, dict[str, np.ndarray], set[int]]],
+        seq: order.RankSequence,
+        in_main: bool,
+    ) -> Iterator[Sample]:
+        for positions, arrays, bad in pieces:
+            tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
+            meta = self._meta(seq.items[positions])
+            for row, pos in enumerate(positions.tolist()):
+                if in_main:
+                    self._consumed = pos + 1
+                if row in bad:
+                    continue
+                sample: Sample = {k: v[row] for k, v in tensors.items()}
+                sample.update({k: _element(v, row) for k, v in meta.items()})
+                yield sample
+
+    def _batches(
+        self,
+        pieces: Iterator[tuple[np.ndarray, dict[str, np.ndarray], set[int]]],
+        seq: order.RankSequence,
+        start: int,
+        in_main: bool,
+    ) -> Iterator[Batch]:
+        assert self.batch_size
+        pending: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+        current, last = None, 0
+        for positions, arrays, bad in pieces:
+            block_id = int((positions[0] - start) // self.batch_size)
+            if current is not None and block_id != current:
+                if in_main:
+                    self._consumed = last
+                yield self._batch(pending, seq)
+                pending = []
+            current, last = block_id, int(positions[-1]) + 1
+            keep = np.array([r not in bad for r in range(len(positions))], dtype=bool)
+            pending.append((positions[keep], {k: v[keep] for k, v in arrays.items()}))
+        if pending:
+            if in_main:
+                self._consumed = last
+            yield self._batch(pending, seq)
+
+    def _batch(
+        self, parts: list[tuple[np.ndarray, dict[str, np.ndarray]]], seq: order.RankSequence
+    ) -> Batch:
+        positions = np.concatenate([p for p, _ in parts])
+        batch: Batch = {}
+        for name in self.decode_spec.arrays:
+            batch[name] = torch.from_numpy(np.concatenate([a[name] for _, a in parts]))
+        for key, values in self._meta(seq.items[positions]).items():
+            if isinstance(values, np.ndarray):
+                batch[key] = torch.from_numpy(values)
+            else:
+                batch[key] = values
+        return batch
+
+    def _pieces(
+        self, seq: order.RankSequence, positions: np.ndarray, start: int, block: int
+    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], set[int]]]:
+        """Decoded pieces of the worker's positions, in order: (positions, arrays, bad rows).
+
+        Positions are fetched one run (window of shards) at a time, the next run downloading
+        while the current one is decoded. A piece never spans two runs or two blocks.
+        """
+        if len(positions) == 0:
+            return
+        runs = seq.runs[positions]
+        groups = np.split(positions, np.flatnonzero(np.diff(runs)) + 1)
+        rt = self._runtime_here() if self.layouts else None
+        fetches: list[Future[Any] | None] = [None] * len(groups)
+
+        def submit(j: int) -> None:
+            if rt is not None and j < len(groups) and fetches[j] is None:
+                samples = self.items.samples[seq.items[groups[j]]]
+                needs = group_needs(samples.tolist(), self.layouts)
+                fetches[j] = rt.prefetch.submit(rt.reader.fetch, needs)
+
+        submit(0)
+        for j, group in enumerate(groups):
+            data: dict[Any, Any] = {}
+            failed: dict[Any, Any] = {}
+            fut = fetches[j]
+            if fut is not None:
+                data, failed = fut.result()
+                fetches[j] = None
+            submit(j + 1)
+            piece = block if self.batch_size else _DECODE_PIECE
+            ids = (group - start) // piece
+            for part in np.split(group, np.flatnonzero(np.diff(ids)) + 1):
+                samples = self.items.samples[seq.items[part]]
+                if rt is None:
+                    yield part, {}, set()
+                    continue
+                arrays, problems = rt.decoder.decode(samples, data, failed)
+                yield part, arrays, self._handle(problems)
+            del data, failed
+
+    def _handle(self, problems: dict[int, str]) -> set[int]:
+        if not problems:
+            return set()
+        first = next(iter(problems.values()))
+        if not self.skip_errors:
+            raise ShardReadError(
+                f"{first}; the epoch cannot continue (pass skip_errors=True to skip and count "
+                "such samples)"
+            )
+        self._errors.add(len(problems))
+        for reason in sorted(set(problems.values())):
+            log.warning("skipping samples that cannot be read: %s", reason)
+        return set(problems)
+
+    def _meta(self, item_ids: np.ndarray) -> dict[str, Any]:
+        """Per-item non-raster values, column-wise (arrays for numbers, lists for strings)."""
+        items = self.items
+        table = items.table.take(item_ids)
+        out: dict[str, Any] = {
+            "patch_id": table["patch_id"].to_pylist(),
+            "sample_index": items.samples[item_ids].copy(),
+        }
+        if "labels" in self.modalities or self.task == "labels":
+            out["labels"] = items.labels[item_ids].copy()
+        if self.task == "labels":
+            return out
+        out["id"] = table["ID"].to_numpy().astype(np.int64)
+        for key in ("input", "output", "type", "category"):
+            out[key] = table[key].to_pylist()
+        if self.task == "vqa":
+            out["options"] = [o or [] for o in table["options"].to_pylist()]
+            out["answer_index"] = np.array(
+                [-1 if v is None else v for v in table["answer_index"].to_pylist()], np.int64
+            )
+            out["answer_bool"] = np.array(
+                [-1 if v is None else int(v) for v in table["answer_bool"].to_pylist()], np.int64
+            )
+        if self.task == "refexp":
+            box = np.stack(
+                [
+                    table[c].to_numpy(zero_copy_only=False).astype(np.float32)
+                    for c in ("box_x1", "box_y1", "box_x2", "box_y2")
+                ],
+                axis=1,
+            )
+            out["box"] = box
+            out["box_pixels"] = box * np.float32(self.decode_spec.resample_to or 120)
+        return out
+
+    def collate_fn(self) -> Any:
+        """The collate function of this dataset's task."""
+        return collate_fn(self.task)
+
+
+def _element(values: Any, row: int) -> Any:
+    if isinstance(values, np.ndarray):
+        if values.ndim == 1:
+            return values[row].item()
+        return torch.from_numpy(values[row])
+    return values[row]
+
+
+def _rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Explicit rank/world size, else ``torch.distributed``'s when initialised, else (0, 1)."""
+    if rank is None and world_size is None:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+    if rank is None or world_size is None:
+        raise ConfigError(f"rank={rank}, world_size={world_size}: give both or neither")
+    if not 0 <= rank < world_size:
+        raise ConfigError(f"rank={rank}: must be in [0, world_size={world_size})")
+    return rank, world_size
+
+
+class LakeDataLoader(DataLoader[Any]):
+    """A DataLoader over a :class:`LakeDataset` that yields whole batches and can resume.
+
+    The dataset builds each batch itself (one block of the order, decoded at once) and the
+    loader counts what it delivered, so :meth:`state_dict` taken after any batch resumes at the
+    very next sample, with any number of workers.
+
+    Args:
+        dataset: The dataset (its ``batch_size`` is set to ``batch_size``).
+        batch_size: Samples per batch.
+        **kwargs: Passed to ``DataLoader`` (``num_workers``, ``pin_memory``, ``timeout``,
+            ``prefetch_factor``...); ``persistent_workers`` must stay False (workers would keep
+            the epoch they started with).
+
+    Raises:
+        ConfigError: ``persistent_workers=True``, or a ``sampler``/``collate_fn`` is given.
+    """
+
+    def __init__(self, dataset: LakeDataset, batch_size: int = 64, **kwargs: Any) -> None:
+        if kwargs.get("persistent_workers"):
+            raise ConfigError(
+                "persistent_workers=True: workers would keep the epoch they started with; "
+                "leave it False"
+            )
+        for key in ("sampler", "batch_sampler", "collate_fn", "shuffle"):
+            if kwargs.get(key) is not None:
+                raise ConfigError(f"{key}=: LakeDataLoader orders and collates by itself")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size}: must be at least 1")
+        dataset.batch_size = batch_size
+        self.lake_dataset = dataset
+        super().__init__(dataset, batch_size=None, **kwargs)
+
+    def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
+        ds = self.lake_dataset
+        start = ds.start_position()
+        ds._consumed = start
+        size = ds.batch_size or 1
+        length = ds.rank_length
+        for k, batch in enumerate(super().__iter__()):
+            ds._consumed = min(start + (k + 1) * size, length)
+            if len(batch.get("patch_id", ())) == 0:
+                continue  # every sample of the block was skipped (skip_errors=True)
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """The dataset's state (see :meth:`LakeDataset.state_dict`)."""
+        return self.lake_dataset.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume the dataset (see :meth:`LakeDataset.load_state_dict`)."""
+        self.lake_dataset.load_state_dict(state)

@@ -1,0 +1,261 @@
+"""What an epoch is made of: the selected pairs (``labels``) or annotation rows (text tasks).
+
+An *item* is one delivered sample: a pair for ``task="labels"``, an annotation row of
+BigEarthNet.txt for ``caption`` (``captioning`` rows), ``vqa`` (``binary`` and ``mcq`` rows) and
+``refexp`` (``bounding box`` rows). Items are kept in storage order (by ``sample_index``), so the
+items of a shard are contiguous.
+
+A selection is a SQL query (run by :func:`lake.sql.selection` when that module is there), a list
+of patch ids, a list of annotation ``ID`` values (text tasks), or a STAC search result (a pystac
+``ItemCollection``, a list of Items or of item ids, or a GeoJSON FeatureCollection dict): STAC
+item ids are patch ids.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lake.bigearthnet import CLASSES_ORIGINAL, CLASSES_SORTED, SPLITS, TEXT_SPLITS
+from lake.errors import ConfigError, PatchNotFound
+
+if TYPE_CHECKING:
+    from lake.reader import Release
+
+Task = Literal["labels", "caption", "vqa", "refexp"]
+TASKS: Final = ("labels", "caption", "vqa", "refexp")
+#: The BigEarthNet.txt ``type`` values behind each text task.
+TASK_TYPES: Final = {
+    "caption": ("captioning",),
+    "vqa": ("binary", "mcq"),
+    "refexp": ("bounding box",),
+}
+#: Annotation columns each text task delivers (besides ``patch_id`` and ``sample_index``).
+TEXT_COLUMNS: Final = {
+    "caption": ("ID", "input", "output", "type", "category"),
+    "vqa": ("ID", "input", "output", "type", "category", "options", "answer_index", "answer_bool"),
+    "refexp": ("ID", "input", "output", "type", "category", "box_x1", "box_y1", "box_x2", "box_y2"),
+}
+_SHOW: Final = 5
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A resolved selection.
+
+    Attributes:
+        by: ``patch_id`` (pairs) or ``ID`` (annotation rows).
+        values: The selected values (deduplicated, in the order given).
+    """
+
+    by: Literal["patch_id", "ID"]
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Items:
+    """The items of a dataset, in storage order.
+
+    Attributes:
+        task: The task.
+        samples: Sample index of each item (position in the patch group).
+        table: One row per item: ``patch_id`` and, for text tasks, the annotation columns.
+        labels: ``(n, 19)`` float32 multi-hot labels of each item's pair.
+    """
+
+    task: str
+    samples: np.ndarray
+    table: pa.Table
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def resolve_selection(select: Any, spec: Any, release: str) -> Selection | None:
+    """Turn what the user passed as ``select`` into patch ids or annotation IDs.
+
+    Args:
+        select: None, a SQL string, patch ids, annotation IDs, or a STAC search result.
+        spec: The lake's :class:`~lake.config.StoreSpec` (for SQL).
+        release: The release (for SQL).
+
+    Raises:
+        ConfigError: SQL without :mod:`lake.sql`, an empty selection, or mixed kinds of value.
+    """
+    if select is None:
+        return None
+    if isinstance(select, str):
+        try:
+            sql = importlib.import_module("lake.sql")
+        except ImportError:
+            raise ConfigError(
+                "select= is a SQL string but this installation has no lake.sql module; pass a "
+                "list of patch ids or a STAC search result instead"
+            ) from None
+        values = list(sql.selection(spec, select, release=release))
+    else:
+        values = list(_ids_of(select))
+    if not values:
+        raise ConfigError(f"the selection {_short(select)} is empty: nothing to load")
+    kinds = {type(_as_key(v)) for v in values}
+    if kinds == {str}:
+        return Selection("patch_id", tuple(dict.fromkeys(str(v) for v in values)))
+    if kinds == {int}:
+        return Selection("ID", tuple(dict.fromkeys(int(v) for v in values)))
+    raise ConfigError(
+        f"the selection {_short(select)} mixes {sorted(k.__name__ for k in kinds)}: give patch "
+        "ids (str) or annotation IDs (int)"
+    )
+
+
+def _as_key(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _ids_of(select: Any) -> Iterable[Any]:
+    """Patch ids / annotation IDs of a list, an ItemCollection, Items or a FeatureCollection."""
+    if isinstance(select, Mapping):
+        if "features" in select:
+            return [f["id"] for f in select["features"]]
+        raise ConfigError(f"select= got a mapping without 'features': {_short(select)}")
+    if hasattr(select, "items") and callable(select.items) and not hasattr(select, "__iter__"):
+        select = select.items()  # a pystac-client ItemSearch
+    if isinstance(select, pa.Table | pa.ChunkedArray | pa.Array):
+        column = select["patch_id"] if isinstance(select, pa.Table) else select
+        return column.to_pylist()
+    out = []
+    for v in select:
+        if isinstance(v, str | int | np.integer):
+            out.append(_as_key(v))
+        elif isinstance(v, Mapping) and "id" in v:
+            out.append(v["id"])
+        elif hasattr(v, "id"):
+            out.append(v.id)
+        else:
+            raise ConfigError(f"select=: cannot take an id from {v!r} ({type(v).__name__})")
+    return out
+
+
+def _short(obj: Any) -> str:
+    text = repr(obj)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def load_items(
+    release: Release,
+    task: str,
+    *,
+    split: str | None = None,
+    selection: Selection | None = None,
+    label_order: str = "sorted",
+) -> Items:
+    """Read the items of a task from the release's tables.
+
+    Raises:
+        ConfigError: Unknown task, split or label order, or a selection kind the task cannot use.
+        PatchNotFound: Selected patch ids or annotation IDs are not in the release.
+    """
+    if task not in TASKS:
+        raise ConfigError(f"task={task!r}: use one of {', '.join(TASKS)}")
+    if label_order not in ("sorted", "original"):
+        raise ConfigError(f"label_order={label_order!r}: use 'sorted' or 'original'")
+    order = CLASSES_SORTED if label_order == "sorted" else CLASSES_ORIGINAL
+    patches = release.patches(columns=["patch_id", "sample_index", "labels", "split"])
+    if task == "labels":
+        table = _labels_items(patches, split, selection, release.name)
+    else:
+        table = _text_items(release, task, split, selection)
+    table = table.sort_by([("sample_index", "ascending"), ("_order", "ascending")])
+    table = table.drop_columns(["_order"])
+    labels = _multi_hot(patches, table["patch_id"], order)
+    samples = table["sample_index"].to_numpy().astype(np.int64)
+    if len(samples) == 0:
+        raise ConfigError(
+            f"nothing to load: task {task!r}, split {split!r} and the selection leave no "
+            f"{'pairs' if task == 'labels' else 'annotation rows'} in release {release.name!r}"
+        )
+    return Items(task=task, samples=samples, table=table, labels=labels)
+
+
+def _check_split(split: str | None, allowed: tuple[str, ...]) -> None:
+    if split is not None and split not in allowed:
+        raise ConfigError(f"split={split!r}: use one of {', '.join(allowed)} (or None for all)")
+
+
+def _labels_items(
+    patches: pa.Table, split: str | None, selection: Selection | None, release: str
+) -> pa.Table:
+    _check_split(split, SPLITS)
+    table = patches.append_column("_order", pa.array(np.arange(patches.num_rows)))
+    if selection is not None:
+        if selection.by != "patch_id":
+            raise ConfigError(
+                "task='labels' selects pairs: give patch ids (a query returning patch_id), "
+                "not annotation IDs"
+            )
+        _check_known(selection.values, table["patch_id"], "patch", release)
+        table = table.filter(pc.is_in(table["patch_id"], pa.array(selection.values, pa.string())))
+    if split is not None:
+        table = table.filter(pc.equal(table["split"], split))
+    return table.select(["patch_id", "sample_index", "_order"])
+
+
+def _text_items(
+    release: Release, task: str, split: str | None, selection: Selection | None
+) -> pa.Table:
+    _check_split(split, TEXT_SPLITS)
+    columns = ["patch_id", "sample_index", *TEXT_COLUMNS[task]]
+    table = release.annotations(split=split)
+    if table.num_rows == 0:
+        raise ConfigError(
+            f"task={task!r} needs BigEarthNet.txt annotations, but release {release.name!r} "
+            "has none: ingest a source with BigEarthNet.txt.parquet"
+        )
+    table = table.select(columns)
+    table = table.filter(pc.is_in(table["type"], pa.array(TASK_TYPES[task])))
+    table = table.append_column("_order", table["ID"])
+    if selection is not None:
+        column = table["patch_id"] if selection.by == "patch_id" else table["ID"]
+        if selection.by == "patch_id":
+            known = release.patches(columns=["patch_id"])["patch_id"]
+            _check_known(selection.values, known, "patch", release.name)
+            values = pa.array(selection.values, pa.string())
+        else:
+            _check_known(selection.values, column, "annotation ID", release.name)
+            values = pa.array(selection.values, column.type)
+        table = table.filter(pc.is_in(column, values))
+    return table
+
+
+def _check_known(values: tuple[Any, ...], column: pa.ChunkedArray, what: str, release: str) -> None:
+    known = set(column.to_pylist())
+    missing = [v for v in values if v not in known]
+    if missing:
+        shown = ", ".join(repr(v) for v in missing[:_SHOW])
+        more = f" and {len(missing) - _SHOW} more" if len(missing) > _SHOW else ""
+        raise PatchNotFound(
+            f"the selection names {len(missing)} {what}(s) not in release {release!r} "
+            f"(or not of this task): {shown}{more}"
+        )
+
+
+def _multi_hot(patches: pa.Table, ids: pa.ChunkedArray, order: tuple[str, ...]) -> np.ndarray:
+    """``(len(ids), 19)`` multi-hot labels of the given patch ids."""
+    index = {name: i for i, name in enumerate(order)}
+    per_patch = dict(
+        zip(patches["patch_id"].to_pylist(), patches["labels"].to_pylist(), strict=True)
+    )
+    out = np.zeros((len(ids), len(order)), dtype=np.float32)
+    for row, pid in enumerate(ids.to_pylist()):
+        for name in per_patch.get(pid) or ():
+            out[row, index[name]] = 1.0
+    return out

@@ -1,0 +1,92 @@
+"""LakeDataset on the embedded S3 endpoint: fork safety, injected faults, retries."""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests.lake.loader_helpers)
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import replace
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from lake.errors import ShardReadError
+from lake.loader import LakeDataLoader, LakeDataset, collate_samples
+from tests.lake.fault_proxy import FaultProxy
+from tests.lake.loader_helpers import (  # noqa: F401
+    N_PAIRS,
+    PER_SHARD,
+    batch_ids,
+    ids,
+    loader_lake,
+    loader_lake_s3,
+)
+
+pytestmark = pytest.mark.s3
+TIMEOUT = 120
+MODS = ["s2_10m", "s1", "labels"]
+
+
+@pytest.mark.timeout(240)
+def test_used_after_fork_in_two_workers_on_s3(loader_lake, loader_lake_s3):
+    """Regression: a dataset built (and used) in the parent works in forked DataLoader workers."""
+    ds = LakeDataset(loader_lake_s3, modalities=MODS, seed=2)
+    it = iter(ds)
+    next(it)  # the parent now holds S3 clients, an event loop and threads
+    ds = pickle.loads(pickle.dumps(ds))
+    ds.set_epoch(1)
+    dl = DataLoader(ds, batch_size=8, num_workers=2, timeout=TIMEOUT, collate_fn=collate_samples)
+    got = {pid: (b["s2_10m"][i], b["s1"][i]) for b in dl for i, pid in enumerate(b["patch_id"])}
+    assert len(got) == N_PAIRS
+    local = LakeDataset(loader_lake.spec, modalities=MODS, seed=2)
+    for s in list(local)[::11]:
+        assert torch.equal(got[s["patch_id"]][0], s["s2_10m"])
+        assert torch.equal(got[s["patch_id"]][1], s["s1"])
+
+
+@pytest.mark.timeout(240)
+def test_transient_faults_do_not_change_what_is_delivered(loader_lake, loader_lake_s3):
+    clean = list(LakeDataLoader(LakeDataset(loader_lake.spec, modalities=MODS, seed=9), 16))
+    with FaultProxy(loader_lake_s3.endpoint_url or "", fail_every=3, drop_every=5) as proxy:
+        spec = replace(loader_lake_s3, endpoint_url=proxy.url)
+        ds = LakeDataset(spec, modalities=MODS, seed=9, retry_delay=0.01, max_retries=8)
+        faulty = list(LakeDataLoader(ds, 16))
+        stats = ds._runtime.reader.stats
+    assert proxy.injected >= 3 and stats.retries >= 1
+    assert batch_ids(faulty) == batch_ids(clean)
+    for a, b in zip(clean, faulty, strict=True):
+        assert torch.equal(a["s2_10m"], b["s2_10m"]) and torch.equal(a["s1"], b["s1"])
+        assert torch.equal(a["labels"], b["labels"])
+
+
+@pytest.mark.timeout(240)
+def test_sparse_reads_survive_faults_too(loader_lake, loader_lake_s3):
+    in_order = LakeDataset(loader_lake.spec, modalities=["labels"], shuffle=False)
+    chosen = ids(in_order)[::6]  # 1 in 6: under dense_fraction, so byte ranges
+    clean = {
+        s["patch_id"]: s["s1"]
+        for s in LakeDataset(loader_lake.spec, select=chosen, modalities=MODS)
+    }
+    with FaultProxy(loader_lake_s3.endpoint_url or "", fail_every=4, drop_every=7) as proxy:
+        spec = replace(loader_lake_s3, endpoint_url=proxy.url)
+        ds = LakeDataset(spec, select=chosen, modalities=MODS, retry_delay=0.01, max_retries=8)
+        got = {s["patch_id"]: s["s1"] for s in ds}
+        stats = ds._runtime.reader.stats
+    assert any(lo is not None and lo >= 0 for lo, _ in stats.ranges)  # byte ranges were used
+    assert proxy.injected >= 1 and got.keys() == clean.keys()
+    assert all(torch.equal(got[k], clean[k]) for k in clean)
+
+
+@pytest.mark.timeout(240)
+def test_a_permanent_fault_names_the_shard_or_is_skipped(loader_lake_s3):
+    with FaultProxy(loader_lake_s3.endpoint_url or "", always_fail="/s1/c/3/", status=500) as proxy:
+        spec = replace(loader_lake_s3, endpoint_url=proxy.url)
+        ds = LakeDataset(spec, modalities=MODS, retry_delay=0.01, max_retries=2)
+        with pytest.raises(ShardReadError, match=r"shard 3 of array 's1' \(samples 48\.\.63\)"):
+            list(ds)
+        ds = LakeDataset(spec, modalities=MODS, retry_delay=0.01, max_retries=1, skip_errors=True)
+        dl = LakeDataLoader(ds, batch_size=8, num_workers=2, timeout=TIMEOUT)
+        got = batch_ids(dl)
+    assert len(got) == N_PAIRS - PER_SHARD
+    assert ds.errors == PER_SHARD and dl.state_dict()["errors"] == PER_SHARD
