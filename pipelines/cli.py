@@ -11,12 +11,20 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from lake.config import StoreSpec, store_spec
 from lake.errors import LakeError
+from pipelines.cli_options import (
+    EndpointOpt,
+    JsonOpt,
+    KeyOpt,
+    LakeOpt,
+    RegionOpt,
+    SecretOpt,
+)
 
 if TYPE_CHECKING:
     from pipelines.embedded_s3 import EmbeddedS3, S3Endpoint
@@ -33,27 +41,6 @@ s3_app = typer.Typer(
 app.add_typer(s3_app, name="s3")
 
 EXIT_QUARANTINED = 3
-
-LakeOpt = Annotated[
-    Optional[str],  # noqa: UP045 (typer needs Optional on 3.11)
-    typer.Option(
-        "--lake",
-        help="Lake URL: a folder or s3://bucket/prefix (env LAKE_URL; default ./lake-data)",
-    ),
-]
-EndpointOpt = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option("--endpoint-url", help="S3 endpoint URL (env AWS_ENDPOINT_URL)"),
-]
-KeyOpt = Annotated[
-    str | None, typer.Option("--key", help="S3 access key id (env AWS_ACCESS_KEY_ID)")
-]
-SecretOpt = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option("--secret", help="S3 secret key (env AWS_SECRET_ACCESS_KEY)"),
-]
-RegionOpt = Annotated[Optional[str], typer.Option("--region", help="S3 region (env AWS_REGION)")]  # noqa: UP045
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document instead of text.")]
 
 
 def _spec(

@@ -13,32 +13,15 @@ from typing import Annotated, Optional
 import typer
 
 from lake.errors import LakeError
-
-LakeOpt = Annotated[
-    Optional[str],  # noqa: UP045 (typer needs Optional on 3.11)
-    typer.Option(
-        "--lake",
-        help="Lake URL: a folder or s3://bucket/prefix (env LAKE_URL; default ./lake-data)",
-    ),
-]
-ReleaseOpt = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option("--release", help="Release (default: the current one)."),
-]
-EndpointOpt = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option("--endpoint-url", help="S3 endpoint URL (env AWS_ENDPOINT_URL)"),
-]
-KeyOpt = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option("--key", help="S3 access key id (env AWS_ACCESS_KEY_ID)"),
-]
-SecretOpt = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option("--secret", help="S3 secret key (env AWS_SECRET_ACCESS_KEY)"),
-]
-RegionOpt = Annotated[Optional[str], typer.Option("--region", help="S3 region (env AWS_REGION)")]  # noqa: UP045
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+from pipelines.cli_options import (
+    EndpointOpt,
+    JsonOpt,
+    KeyOpt,
+    LakeOpt,
+    RegionOpt,
+    ReleaseOpt,
+    SecretOpt,
+)
 
 
 def catalog_build(
