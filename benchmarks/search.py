@@ -208,21 +208,11 @@ class Server:
 
 def _rustac_client() -> Any:
     """rustac's DuckDB client on the project's extension folder (no downloads)."""
-    import duckdb
     import rustac
 
-    from lake.storage import _extension_file, duckdb_extension_directory
+    from lake.storage import install_duckdb_extensions
 
-    directory = duckdb_extension_directory()
-    con = duckdb.connect(
-        config={"extension_directory": directory, "autoinstall_known_extensions": False}
-    )
-    platform = con.execute("PRAGMA platform").fetchone()[0]  # type: ignore[index]
-    for name in ("parquet", "icu", "httpfs", "spatial"):
-        path = Path(directory) / f"v{duckdb.__version__}" / platform / f"{name}.duckdb_extension"
-        if not path.exists():
-            con.install_extension(_extension_file(name))
-    con.close()
+    directory = install_duckdb_extensions()
     return rustac.DuckdbClient(extension_directory=directory, install_extensions=False)
 
 

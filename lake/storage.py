@@ -236,6 +236,35 @@ def duckdb_connect(
     return con
 
 
+def install_duckdb_extensions(names: tuple[str, ...] = DUCKDB_EXTENSIONS) -> str:
+    """Install extensions from their wheels into :func:`duckdb_extension_directory` (idempotent).
+
+    Other DuckDB users of the lake (rustac's ``DuckdbClient(extension_directory=...,
+    install_extensions=False)``) then find all four there without downloading anything.
+
+    Returns:
+        The extension directory.
+    """
+    import duckdb
+
+    directory = duckdb_extension_directory()
+    os.makedirs(directory, exist_ok=True)
+    con = duckdb.connect(
+        config={"extension_directory": directory, "autoinstall_known_extensions": False}
+    )
+    try:
+        platform = con.execute("PRAGMA platform").fetchone()[0]  # type: ignore[index]
+        for name in names:
+            installed = os.path.join(
+                directory, f"v{duckdb.__version__}", platform, f"{name}.duckdb_extension"
+            )
+            if not os.path.exists(installed):
+                con.install_extension(_extension_file(name))
+    finally:
+        con.close()
+    return directory
+
+
 def duckdb_secret_sql(spec: StoreSpec, name: str = "lake_s3") -> str:
     """The ``CREATE SECRET`` statement of an S3 spec (values quoted; keep it out of logs)."""
     from urllib.parse import urlparse
