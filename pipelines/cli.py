@@ -23,6 +23,7 @@ from pipelines.cli_options import (
     KeyOpt,
     LakeOpt,
     RegionOpt,
+    ReleaseOpt,
     SecretOpt,
 )
 
@@ -262,9 +263,7 @@ def show(
     patch_id: Annotated[str, typer.Argument(help="The S2 patch id of the pair.")],
     out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("patch.png"),
     lake: LakeOpt = None,
-    release: Annotated[
-        str | None, typer.Option("--release", help="Release (default: current).")
-    ] = None,
+    release: ReleaseOpt = None,
     endpoint_url: EndpointOpt = None,
     key: KeyOpt = None,
     secret: SecretOpt = None,
@@ -348,9 +347,7 @@ def train(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N]")] = "auto",
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 3e-3,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the model and the order.")] = 0,
-    release: Annotated[
-        str | None, typer.Option("--release", help="Release (default: current).")
-    ] = None,
+    release: ReleaseOpt = None,
     endpoint_url: EndpointOpt = None,
     key: KeyOpt = None,
     secret: SecretOpt = None,
