@@ -36,7 +36,7 @@ from catalog.stac import (
     SAR_FIELDS,
     STAC_VERSION,
 )
-from lake.bigearthnet import ARRAYS, TEXT_TYPES, ArraySpec
+from lake.bigearthnet import ARRAYS, METADATA_COLUMNS, TEXT_TYPES, ArraySpec
 from lake.errors import LayoutError
 from lake.layout import patches_path
 from lake.patchstore import shard_object_keys
@@ -44,14 +44,7 @@ from lake.release import ObjectEntry
 
 #: The ``patches`` columns an Item is built from.
 PATCH_COLUMNS = (
-    "patch_id",
-    "labels",
-    "split",
-    "country",
-    "s1_name",
-    "s2v1_name",
-    "contains_seasonal_snow",
-    "contains_cloud_or_shadow",
+    *METADATA_COLUMNS,
     "sample_index",
     "shard",
     "tile",
