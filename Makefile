@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-all lint bench clean
+.PHONY: venv demo test test-all lint bench-deps clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The loader benchmark's peers (LitData, MosaicML Streaming, WebDataset); see the file for why --no-deps.
+bench-deps: venv
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt -r benchmarks/requirements-peers.txt
 
 clean:
 	rm -rf $(VENV) lake-data demo-output .pytest_cache .mypy_cache .ruff_cache
