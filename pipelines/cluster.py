@@ -1,54 +1,240 @@
-"""Where pipeline tasks run: a local Dask cluster, a scheduler address, threads, or in-process.
+"""Where pipeline tasks run: a Dask Gateway, a local Dask cluster, a scheduler, threads, in-process.
 
-A pipeline step is a plain function of picklable arguments; :func:`run_tasks` runs many of them
-on the cluster named by ``--cluster`` and yields results as they complete, with a progress bar.
+A pipeline step is a plain function of picklable arguments; :class:`Runner` runs many of them on
+the cluster named by ``--cluster`` and yields results as they complete, with a progress bar::
+
+    with Runner(ClusterSpec("gateway://127.0.0.1:8000", workers=4).with_store(spec)) as r:
+        for result in r.map(task, items, spec):
+            ...
+
+With a Gateway address the runner creates a cluster with the requested worker cores, memory and
+environment, scales it, checks that the workers run the same software as this process, prints
+the dashboard link, and shuts the cluster down when the block ends: normally, on an error, on
+Ctrl-C and on SIGTERM (the gateway's idle timeout is the second guard). S3 credentials go to the
+workers in the cluster's environment; the store specs sent with the tasks then carry none.
 """
 
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
-from collections.abc import Callable, Iterator, Sequence
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
+from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
 
-from lake.errors import ConfigError
+from lake.config import StoreSpec
+from lake.errors import ConfigError, LakeError
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 CLUSTER_HELP = (
     "where tasks run: 'local' (a Dask LocalCluster of processes, the default), 'threads' "
-    "(threads in this process), 'sync' (one by one, for debugging), or a Dask scheduler "
-    "address such as tcp://host:8786"
+    "(threads in this process), 'sync' (one by one, for debugging), a Dask Gateway "
+    "(gateway://host:port as printed by `lake gateway serve`, or its http(s):// address), "
+    "or a Dask scheduler address such as tcp://host:8786"
 )
+#: The distribution whose version workers must share with the client.
+DISTRIBUTION = "bigearthnet-lake"
+#: Packages whose versions must match between client, scheduler (``*``) and workers.
+CHECKED_PACKAGES = ("python*", "dask*", "distributed*", "cloudpickle", DISTRIBUTION)
+GATEWAY_SCHEMES = ("gateway", "http", "https")
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+#: Workers a Gateway cluster is scaled to when ``--workers`` is not given.
+DEFAULT_GATEWAY_WORKERS = 2
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)\s*$", re.IGNORECASE)
+
+
+class ClusterError(LakeError, ConnectionError):
+    """A cluster cannot be reached, refuses the credentials, or runs other software versions."""
+
+
+def parse_memory(text: str | int) -> int:
+    """Bytes of a memory size: ``4GiB``/``4Gi`` (binary), ``4GB``/``4G`` (decimal) or bytes.
+
+    Raises:
+        ConfigError: The text is not a positive size.
+    """
+    if isinstance(text, int):
+        value = text
+    else:
+        m = _MEMORY.match(text)
+        if m is None or (m.group(3) and not m.group(2)):
+            raise ConfigError(
+                f"--worker-memory {text!r} is not a memory size; use e.g. 4GiB, 512MiB or 8GB"
+            )
+        base = 1024 if m.group(3) else 1000
+        value = int(float(m.group(1)) * base ** " kmgt".index(m.group(2).lower() or " "))
+    if value <= 0:
+        raise ConfigError(f"--worker-memory {text!r} must be more than 0 bytes")
+    return value
+
+
+def version_mismatches(versions: Mapping[str, Any]) -> list[str]:
+    """What differs between the client, the scheduler and the workers, one line per package.
+
+    Args:
+        versions: What ``distributed.Client.get_versions(packages=[DISTRIBUTION])`` returns:
+            ``{"client": {"packages": {...}}, "scheduler": {...}, "workers": {addr: {...}}}``.
+
+    Returns:
+        Lines such as ``dask: client 2026.8.0, worker tls://...:4321 2026.3.0``; empty when all
+        agree. Python is compared by major.minor (what pickled functions depend on).
+    """
+
+    def version(info: Any, package: str) -> str:
+        packages = info.get("packages", {}) if isinstance(info, Mapping) else {}
+        value = packages.get(package)
+        if value is None:
+            return "missing"
+        return ".".join(str(value).split(".")[:2]) if package == "python" else str(value)
+
+    problems = []
+    for name in CHECKED_PACKAGES:
+        package = name.rstrip("*")
+        mine = version(versions.get("client"), package)
+        others = {f"worker {w}": version(v, package) for w, v in versions["workers"].items()}
+        if name.endswith("*"):
+            others["scheduler"] = version(versions.get("scheduler"), package)
+        differ = {who: v for who, v in sorted(others.items()) if v != mine}
+        if differ:
+            listed = ", ".join(f"{who} {v}" for who, v in differ.items())
+            problems.append(f"{package}: client {mine}, {listed}")
+    return problems
+
+
+def check_versions(versions: Mapping[str, Any], address: str) -> None:
+    """Refuse a cluster whose software differs from the client's (see :func:`version_mismatches`).
+
+    Raises:
+        ClusterError: Naming each package that differs, where, and the fix.
+    """
+    problems = version_mismatches(versions)
+    if problems:
+        raise ClusterError(
+            f"the cluster at {address} runs other software than this client: "
+            + "; ".join(problems)
+            + ". Use workers built from the same constraints.txt and package version "
+            "(for Kubernetes: rebuild the worker image from infra/docker/Dockerfile)"
+        )
 
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """Which cluster to use.
+    """Which cluster to use, and what its workers get.
 
     Attributes:
-        address: ``local``, ``threads``, ``sync`` or a scheduler address (``tcp://...``).
-        workers: Number of workers (local cluster, threads); None = one per core.
+        address: ``local``, ``threads``, ``sync``, a Dask Gateway (``gateway://host:port`` or
+            ``http(s)://host[:port][/prefix]``) or a scheduler address (``tcp://host:8786``).
+        workers: Workers of a local cluster or thread pool (None = one per core), or the
+            number a Gateway cluster is scaled to (None = 2).
+        worker_cores: Cores (= threads) per worker: local and Gateway clusters.
+        worker_memory: Memory per worker in bytes, or a size such as ``4GiB``.
+        password: Gateway password (None: dask-gateway's own configuration decides the auth,
+            e.g. ``DASK_GATEWAY__AUTH__KWARGS__PASSWORD``); never shown by ``repr``.
+        environment: Extra environment of a Gateway cluster's scheduler and workers (name,
+            value) pairs; never shown by ``repr``. See :meth:`with_store`.
+        ready_timeout: Seconds to wait for a Gateway cluster's workers.
     """
 
     address: str = "local"
     workers: int | None = None
+    worker_cores: int | None = None
+    worker_memory: int | str | None = None
+    password: str | None = field(default=None, repr=False)
+    environment: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    ready_timeout: float = 120.0
 
     def __post_init__(self) -> None:
-        if self.address not in ("local", "threads", "sync") and "://" not in self.address:
-            raise ConfigError(f"--cluster {self.address!r}: {CLUSTER_HELP}")
+        kind = self.kind  # validates the address
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+        if self.worker_cores is not None and self.worker_cores < 1:
+            raise ConfigError(f"--worker-cores must be at least 1, got {self.worker_cores}")
+        if self.worker_memory is not None:
+            object.__setattr__(self, "worker_memory", parse_memory(self.worker_memory))
+        if self.password is not None and kind != "gateway":
+            raise ConfigError(
+                f"a gateway password was given but --cluster {self.address!r} is no Dask Gateway"
+            )
+
+    @property
+    def kind(self) -> str:
+        """``local``, ``threads``, ``sync``, ``gateway`` or ``scheduler``."""
+        if self.address in ("local", "threads", "sync"):
+            return self.address
+        scheme = urlparse(self.address).scheme if "://" in self.address else ""
+        if scheme in GATEWAY_SCHEMES and urlparse(self.address).hostname:
+            return "gateway"
+        if scheme in SCHEDULER_SCHEMES:
+            return "scheduler"
+        raise ConfigError(f"--cluster {self.address!r}: {CLUSTER_HELP}")
 
     @property
     def n_workers(self) -> int:
-        """The number of workers a local cluster or thread pool gets."""
+        """The number of workers a cluster or thread pool gets."""
+        if self.kind == "gateway":
+            return self.workers or DEFAULT_GATEWAY_WORKERS
         return self.workers or os.cpu_count() or 1
+
+    def with_store(self, spec: StoreSpec) -> ClusterSpec:
+        """This spec, plus the S3 credentials of ``spec`` in the workers' environment.
+
+        A Gateway cluster then starts with ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` set,
+        and :meth:`Runner.map` sends store specs with these credentials without them (the
+        workers' S3 clients find them in their environment). Other clusters share this process's
+        memory or environment and are unchanged.
+        """
+        if self.kind != "gateway" or not spec.with_credentials():
+            return self
+        env = dict(self.environment)
+        env.update({"AWS_ACCESS_KEY_ID": str(spec.key), "AWS_SECRET_ACCESS_KEY": str(spec.secret)})
+        return replace(self, environment=tuple(sorted(env.items())))
+
+    def gateway_addresses(self) -> tuple[str, str | None]:
+        """The Gateway's HTTP API address and its scheduler proxy address (None: derived)."""
+        parsed = urlparse(self.address)
+        if parsed.scheme == "gateway":
+            return f"http://{parsed.netloc}", f"gateway://{parsed.netloc}"
+        return self.address.rstrip("/"), None
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Ignore Ctrl-C while the block runs (the cluster's shutdown must not be cut short)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _gateway_error(address: str, exc: BaseException) -> ClusterError:
+    """A failed Gateway request as one line naming the address, the cause and the fix."""
+    status = getattr(exc, "status", None)
+    if status in (401, 403):
+        return ClusterError(
+            f"the Dask Gateway at {address} refused the credentials (HTTP {status}): check the "
+            "password (--gateway-password or LAKE_GATEWAY_PASSWORD)"
+        )
+    if isinstance(exc, OSError):
+        return ClusterError(
+            f"no Dask Gateway answers at {address} ({exc}); start one with `lake gateway serve` "
+            "or check --cluster"
+        )
+    return ClusterError(f"the Dask Gateway at {address} failed: {type(exc).__name__}: {exc}")
 
 
 class Runner:
@@ -59,35 +245,156 @@ class Runner:
         self._stack = contextlib.ExitStack()
         self._client: Any = None
         self._pool: ThreadPoolExecutor | None = None
+        self._dashboard: str | None = None
+        self._env_credentials: tuple[str, str] | None = None
+        self.cluster_name: str | None = None
 
     def __enter__(self) -> Runner:
-        address = self.cluster.address
-        if address == "threads":
-            self._pool = self._stack.enter_context(ThreadPoolExecutor(self.cluster.n_workers))
-        elif address != "sync":
-            from distributed import Client, LocalCluster
-
-            if address == "local":
-                local = LocalCluster(
-                    n_workers=self.cluster.n_workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=":0",
-                    silence_logs=40,
-                )
-                self._stack.enter_context(local)
-                self._client = self._stack.enter_context(Client(local))
-            else:
-                self._client = self._stack.enter_context(Client(address))
+        try:
+            self._open()
+        except BaseException:
+            self._stack.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
+    def _open(self) -> None:
+        kind = self.cluster.kind
+        if kind == "threads":
+            self._pool = self._stack.enter_context(ThreadPoolExecutor(self.cluster.n_workers))
+        elif kind == "local":
+            from distributed import Client, LocalCluster
+
+            local = LocalCluster(
+                n_workers=self.cluster.n_workers,
+                threads_per_worker=self.cluster.worker_cores or 1,
+                memory_limit=self.cluster.worker_memory or "auto",
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=40,
+            )
+            self._stack.enter_context(local)
+            self._client = self._stack.enter_context(Client(local))
+        elif kind == "scheduler":
+            from distributed import Client
+
+            try:
+                self._client = self._stack.enter_context(
+                    Client(self.cluster.address, timeout=self.cluster.ready_timeout)
+                )
+            except OSError as exc:
+                raise ClusterError(
+                    f"no Dask scheduler answers at {self.cluster.address} ({exc}); check --cluster"
+                ) from None
+            self._check_versions()
+        elif kind == "gateway":
+            self._open_gateway()
+
+    def _open_gateway(self) -> None:
+        from dask_gateway import BasicAuth, Gateway  # type: ignore[import-untyped]
+        from dask_gateway.client import GatewayServerError  # type: ignore[import-untyped]
+
+        from pipelines.embedded_s3 import signals_interrupt
+
+        spec = self.cluster
+        # SIGTERM and SIGHUP end the job like Ctrl-C: through the shutdown below.
+        self._stack.enter_context(signals_interrupt())
+        http, proxy = spec.gateway_addresses()
+        auth = None if spec.password is None else BasicAuth(getpass.getuser(), spec.password)
+        gateway = Gateway(address=http, proxy_address=proxy, auth=auth)
+        self._stack.callback(gateway.close)
+        try:
+            options = gateway.cluster_options()
+        except ValueError as exc:  # 404: something answers, but it is no Dask Gateway
+            raise ClusterError(f"{spec.address} is no Dask Gateway ({exc})") from None
+        except (OSError, GatewayServerError, _aiohttp_error()) as exc:
+            raise _gateway_error(spec.address, exc) from None
+        env_sent = self._set_options(options)
+        with _sigint_deferred():  # the cluster must be known to the shutdown below
+            cluster = gateway.new_cluster(options, shutdown_on_close=True)
+            self._stack.callback(self._shutdown, gateway, cluster)
+        self.cluster_name = cluster.name
+        cluster.scale(spec.n_workers)
+        self._client = cluster.get_client(set_as_default=False)
+        self._stack.callback(self._client.close)
+        try:
+            self._client.wait_for_workers(spec.n_workers, timeout=spec.ready_timeout)
+        except TimeoutError:
+            raise ClusterError(
+                f"the Gateway cluster {cluster.name} at {spec.address} did not get "
+                f"{spec.n_workers} workers in {spec.ready_timeout:.0f} s; check the gateway's "
+                "log and its limits (cores, memory)"
+            ) from None
+        self._check_versions()
+        env = dict(spec.environment)
+        if env_sent and "AWS_SECRET_ACCESS_KEY" in env:
+            self._env_credentials = (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+        self._dashboard = str(cluster.dashboard_link)
+        print(
+            f"Dask Gateway cluster {cluster.name}: {spec.n_workers} workers; "
+            f"dashboard {self._dashboard}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _set_options(self, options: Any) -> bool:
+        """Put the spec's worker cores, memory and environment into the Gateway's options.
+
+        Returns:
+            Whether the environment went in (the gateway offers an ``environment`` option).
+        """
+        spec = self.cluster
+        wanted: dict[str, Any] = {}
+        if spec.worker_cores is not None:
+            wanted["worker_cores"] = spec.worker_cores
+        if spec.worker_memory is not None:
+            wanted["worker_memory"] = int(spec.worker_memory) / 2**30  # GiB, as the configs ask
+        env_sent = bool(spec.environment) and "environment" in options
+        if env_sent:
+            wanted["environment"] = {**options["environment"], **dict(spec.environment)}
+        for name, value in wanted.items():
+            try:
+                options[name] = value
+            except KeyError:
+                raise ConfigError(
+                    f"the Dask Gateway at {spec.address} offers no {name!r} cluster option "
+                    f"(it offers {', '.join(options) or 'none'})"
+                ) from None
+            except (TypeError, ValueError) as exc:
+                flag = "--" + name.replace("_", "-")
+                shown = value if name != "environment" else "(environment)"
+                raise ConfigError(
+                    f"{flag} {shown}: the Dask Gateway at {spec.address} refuses it: {exc}"
+                ) from None
+        return env_sent
+
+    def _shutdown(self, gateway: Any, cluster: Any) -> None:
+        """Stop a Gateway cluster; Ctrl-C cannot interrupt it, a failure falls back to the API."""
+        with _sigint_deferred():
+            try:
+                cluster.shutdown()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    gateway.stop_cluster(cluster.name)
+
+    def _check_versions(self) -> None:
+        check_versions(self._client.get_versions(packages=[DISTRIBUTION]), self.cluster.address)
+
     @property
     def dashboard(self) -> str | None:
         """The Dask dashboard link, when there is one."""
+        if self._dashboard is not None:
+            return self._dashboard
         return None if self._client is None else str(self._client.dashboard_link)
+
+    def _outbound(self, arg: Any) -> Any:
+        """A task argument as sent: store specs lose credentials the workers' environment has."""
+        creds = self._env_credentials
+        if isinstance(arg, StoreSpec) and creds is not None and (arg.key, arg.secret) == creds:
+            return replace(arg, key=None, secret=None)
+        return arg
 
     def map(
         self,
@@ -109,7 +416,7 @@ class Runner:
             if self._client is not None:
                 from distributed import as_completed as dask_completed
 
-                scattered = [self._client.scatter(a, broadcast=True) for a in args]
+                scattered = [self._client.scatter(self._outbound(a), broadcast=True) for a in args]
                 futures = self._client.map(
                     fn, items, *[[s] * len(items) for s in scattered], pure=False
                 )
@@ -134,3 +441,10 @@ class Runner:
                     bar.update()
         finally:
             bar.close()
+
+
+def _aiohttp_error() -> type[BaseException]:
+    """aiohttp.ClientError: what the Gateway client raises for HTTP 401 and the like."""
+    import aiohttp
+
+    return aiohttp.ClientError
