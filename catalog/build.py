@@ -24,7 +24,13 @@ from catalog.collection import catalog_dict, collection_dict
 from catalog.items import PATCH_COLUMNS, items_table
 from lake.config import StoreSpec
 from lake.errors import LayoutError, PublishConflict
-from lake.layout import annotations_table_path, patches_table_path, stac_items_path, stac_path
+from lake.layout import (
+    annotations_table_path,
+    band_stats_path,
+    patches_table_path,
+    stac_items_path,
+    stac_path,
+)
 from lake.release import ObjectEntry, hash_objects, list_objects, read_manifest
 from lake.storage import filesystem, sha256_bytes, write_bytes_atomic
 
@@ -110,6 +116,19 @@ def read_inputs(spec: StoreSpec, release: str) -> tuple[pa.Table, pa.Table | Non
     return table, text.to_table(columns=["patch_id", "type"])
 
 
+def read_band_stats(
+    spec: StoreSpec, release: str, objects: Mapping[str, ObjectEntry] | None
+) -> pa.Table | None:
+    """The release's band statistics, when its objects list them (a derived product)."""
+    path = band_stats_path(release)
+    if not objects or path not in objects:
+        return None
+    import pyarrow.parquet as pq
+
+    with filesystem(spec).open(spec.path(path), "rb") as f:
+        return pq.read_table(f)
+
+
 def render_catalog(
     spec: StoreSpec,
     release: str,
@@ -134,7 +153,13 @@ def render_catalog(
     items = items_table(patches, release, annotations=annotations, objects=objects)
     body = items_parquet(items)
     items_entry = ObjectEntry(stac_items_path(release), len(body), sha256_bytes(body))
-    collection = collection_dict(items, release, objects=objects, items_entry=items_entry)
+    collection = collection_dict(
+        items,
+        release,
+        objects=objects,
+        items_entry=items_entry,
+        band_stats=read_band_stats(spec, release, objects),
+    )
     files = {
         stac_items_path(release): body,
         collection_path(release): _json(collection),

@@ -28,7 +28,12 @@ from catalog.stac import (
     STAC_VERSION,
 )
 from lake.bigearthnet import CLASSES_SORTED
-from lake.layout import annotations_table_path, patches_path, patches_table_path
+from lake.layout import (
+    annotations_table_path,
+    band_stats_path,
+    patches_path,
+    patches_table_path,
+)
 from lake.release import ObjectEntry
 
 #: Properties summarised as the sorted list of their distinct values.
@@ -73,8 +78,34 @@ def extent(items: pa.Table) -> dict[str, Any]:
     return {"spatial": {"bbox": [box]}, "temporal": {"interval": [[_iso(start), _iso(end)]]}}
 
 
-def summaries(items: pa.Table) -> dict[str, Any]:
-    """What the Items hold: labels, countries, splits, seasons, platforms, projections, SAR."""
+def band_summaries(band_stats: pa.Table) -> list[dict[str, Any]]:
+    """The release's per-band statistics as STAC 1.1 ``bands`` with ``statistics`` objects.
+
+    Args:
+        band_stats: The ``stats/<release>/band_stats.parquet`` table (``lake pipeline stats``);
+            its ``group_by == "all"`` rows are the statistics over the whole release.
+    """
+    rows = band_stats.filter(pc.equal(band_stats["group_by"], "all")).to_pylist()
+    return [
+        {
+            "name": r["band"],
+            "statistics": {
+                "minimum": r["min"],
+                "maximum": r["max"],
+                "mean": r["mean"],
+                "stddev": r["std"],
+                "count": r["count"],
+            },
+        }
+        for r in rows
+    ]
+
+
+def summaries(items: pa.Table, band_stats: pa.Table | None = None) -> dict[str, Any]:
+    """What the Items hold: labels, countries, splits, seasons, platforms, projections, SAR.
+
+    With ``band_stats`` (``lake pipeline stats``), also ``bands`` with their statistics.
+    """
     out: dict[str, Any] = {}
     if items.num_rows:
         present = set(pc.unique(pc.list_flatten(items["labels"])).to_pylist())
@@ -91,6 +122,8 @@ def summaries(items: pa.Table) -> dict[str, Any]:
     out["instruments"] = ["msi", "c-sar"]
     out["gsd"] = [10.0, 20.0, 60.0]
     out.update({k: list(v) if isinstance(v, list) else [v] for k, v in SAR_FIELDS.items()})
+    if band_stats is not None:
+        out["bands"] = band_summaries(band_stats)
     return out
 
 
@@ -135,6 +168,15 @@ def table_assets(
             "roles": ["metadata"],
             **_file_fields(objects[path]),
         }
+    stats_file = band_stats_path(release)
+    if stats_file in objects:
+        out["band_stats"] = {
+            "href": TO_LAKE_ROOT + stats_file,
+            "type": MEDIA_PARQUET,
+            "title": "Per-band statistics: overall, per split, season and country (derived)",
+            "roles": ["metadata"],
+            **_file_fields(objects[stats_file]),
+        }
     out["items"] = {
         "href": "./items.parquet",
         "type": MEDIA_PARQUET,
@@ -151,6 +193,7 @@ def collection_dict(
     *,
     objects: Mapping[str, ObjectEntry] | None = None,
     items_entry: ObjectEntry | None = None,
+    band_stats: pa.Table | None = None,
 ) -> dict[str, Any]:
     """The STAC Collection of a release.
 
@@ -159,6 +202,7 @@ def collection_dict(
         release: The release name.
         objects: The release's objects by path, for the table assets' sizes and checksums.
         items_entry: Size and checksum of ``items.parquet``.
+        band_stats: The release's band statistics table, when it has one (summaries ``bands``).
     """
     return {
         "type": "Collection",
@@ -176,7 +220,7 @@ def collection_dict(
         "license": LICENSE,
         "providers": [dict(p) for p in PROVIDERS],
         "extent": extent(items),
-        "summaries": summaries(items),
+        "summaries": summaries(items, band_stats),
         "item_assets": item_assets(),
         "assets": table_assets(release, objects, items_entry),
         "links": [

@@ -10,7 +10,9 @@ tables/<name>/annotations/split=<s>/     BigEarthNet.txt rows + parsed columns
 stac/<name>/catalog.json                 the STAC catalog of the release (root catalog)
 stac/<name>/collection.json              the collection of S1/S2 pairs
 stac/<name>/items.parquet                one Item per pair, as stac-geoparquet
+stats/<name>/band_stats.parquet          derived: per-band statistics (``lake pipeline stats``)
 _work/<name>/                            ingest's resumable state (never read by readers)
+_work/<name>/stats/                      the stats job's per-shard partial sums (resumable)
 ```
 """
 
@@ -80,6 +82,21 @@ def work_path(release: str) -> str:
     return f"_work/{release}"
 
 
+def stats_path(release: str) -> str:
+    """The folder of a release's derived statistics."""
+    return f"stats/{release}"
+
+
+def band_stats_path(release: str) -> str:
+    """The per-band statistics table of a release (a derived product, see ADR 0006)."""
+    return f"{stats_path(release)}/band_stats.parquet"
+
+
+def stats_work_path(release: str) -> str:
+    """The stats job's resumable state: one partial-sums object per shard."""
+    return f"{work_path(release)}/stats"
+
+
 def release_prefixes(release: str) -> tuple[str, ...]:
     """Every prefix whose objects belong to the release (what the manifest lists)."""
     return (
@@ -87,4 +104,5 @@ def release_prefixes(release: str) -> tuple[str, ...]:
         f"tables/{release}",
         stac_path(release),
         quarantine_path(release),
+        stats_path(release),
     )

@@ -242,3 +242,68 @@ def publish(
         write_json_atomic(fs, spec.path(ROOT_DOCUMENT), root)
     finally:
         lock.release()
+
+
+def amend(
+    spec: StoreSpec,
+    release: str,
+    objects: Iterable[ObjectEntry],
+    *,
+    derived: str,
+    details: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Add a derived product's objects to a published release's manifest (atomic, locked).
+
+    The release's data (patches, tables, items) never changes. A derived product (e.g. the
+    band statistics, ADR 0006) adds new objects and may replace derived documents (the STAC
+    collection, whose summaries carry the statistics); the manifest is rewritten with every
+    object's size and sha256 so that a verification of the release still passes, and the
+    change is recorded under ``amendments`` (what was replaced, with its previous checksum).
+
+    Args:
+        spec: The lake.
+        release: A published release.
+        objects: The new or replaced objects (already written), with their checksums.
+        derived: The product's name (a key of the manifest's ``derived`` section).
+        details: What to record about the product (parameters, counts).
+
+    Returns:
+        The new manifest.
+
+    Raises:
+        ReleaseNotFound: The release is not published.
+        PublishConflict: Another writer holds the lock.
+    """
+    fs = filesystem(spec)
+    lock = _RootLock(spec, fs)
+    lock.acquire()
+    try:
+        manifest = read_manifest(spec, release)
+        listed = {o["path"]: o for o in manifest["objects"]}
+        added, replaced = [], []
+        for e in objects:
+            entry = {"path": e.path, "size": e.size, "sha256": e.sha256}
+            before = listed.get(e.path)
+            if before == entry:
+                continue
+            if before is None:
+                added.append(e.path)
+            else:
+                replaced.append({"path": e.path, "sha256_before": before["sha256"]})
+            listed[e.path] = entry
+        manifest["objects"] = list(listed.values())
+        manifest["total_bytes"] = sum(int(o["size"]) for o in listed.values())
+        manifest.setdefault("derived", {})[derived] = dict(details)
+        if added or replaced:
+            manifest.setdefault("amendments", []).append(
+                {
+                    "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "derived": derived,
+                    "added": added,
+                    "replaced": replaced,
+                }
+            )
+        write_json_atomic(fs, spec.path(manifest_path(release)), manifest)
+        return manifest
+    finally:
+        lock.release()
