@@ -465,7 +465,7 @@ def compute_stats(
     report = StatsReport(rel.name, pa.table({}), _location(spec, path), len(rel), len(tasks))
     report.resumed = len(tasks) - len(todo)
     if todo:
-        with Runner(cluster) as runner:
+        with Runner(cluster.with_store(spec)) as runner:
             report.dashboard = runner.dashboard
             if on_start is not None:
                 on_start(runner)
