@@ -304,7 +304,7 @@ class Runner:
         http, proxy = spec.gateway_addresses()
         auth = None if spec.password is None else BasicAuth(getpass.getuser(), spec.password)
         gateway = Gateway(address=http, proxy_address=proxy, auth=auth)
-        self._stack.callback(gateway.close)
+        self._stack.callback(close_gateway, gateway)
         try:
             options = gateway.cluster_options()
         except ValueError as exc:  # 404: something answers, but it is no Dask Gateway
@@ -378,6 +378,8 @@ class Runner:
             except Exception:
                 with contextlib.suppress(Exception):
                     gateway.stop_cluster(cluster.name)
+            finally:
+                close_gateway(cluster.gateway)  # the cluster's own client of the gateway
 
     def _check_versions(self) -> None:
         check_versions(self._client.get_versions(packages=[DISTRIBUTION]), self.cluster.address)
@@ -421,7 +423,7 @@ class Runner:
                     fn, items, *[[s] * len(items) for s in scattered], pure=False
                 )
                 try:
-                    for fut in dask_completed(futures):
+                    for fut in dask_completed(futures, loop=self._client.loop):
                         yield fut.result()
                         bar.update()
                 finally:
@@ -441,6 +443,21 @@ class Runner:
                     bar.update()
         finally:
             bar.close()
+
+
+def close_gateway(gateway: Any) -> None:
+    """Close a ``dask_gateway.Gateway`` client once and for all (idempotent).
+
+    dask-gateway 2026.3 closes it again when it is garbage-collected, which fails with
+    "Accessing the loop property while the loop is not running" (distributed 2026.8): so the
+    collector is told there is nothing left to close.
+    """
+    if "_loop_runner" not in gateway.__dict__:
+        return
+    try:
+        gateway.close()
+    finally:
+        gateway.__dict__.pop("_loop_runner", None)
 
 
 def _aiohttp_error() -> type[BaseException]:

@@ -75,7 +75,8 @@ if os.environ.get("LAKE_GATEWAY_CLUSTERS_DIR"):
     c.LakeLocalBackend.clusters_directory = os.environ["LAKE_GATEWAY_CLUSTERS_DIR"]
 # The in-memory database (the default) makes the gateway stop every cluster when it stops.
 c.LakeLocalBackend.stop_clusters_on_shutdown = True
-c.LakeLocalBackend.sigint_timeout = 5
+c.LakeLocalBackend.sigint_timeout = 2  # then SIGTERM: a dask worker does not linger
+c.LakeLocalBackend.sigterm_timeout = 3
 
 BIN = Path(sys.executable).parent  # this venv: the workers run the same code as the client
 c.ClusterConfig.scheduler_cmd = [str(BIN / "dask"), "scheduler"]
