@@ -91,10 +91,15 @@ def select_pairs(
     if (sql is None) == (search is None):
         raise ConfigError("choose the pairs to export with either --sql or a search, not both")
     if sql is not None:
+        import duckdb
+
         from lake.sql.selection import selection
 
-        ids = [str(i) for i in selection(rel.spec, sql, by="patch_id", release=rel.name)]
         what = f"the SQL query {sql!r}"
+        try:
+            ids = [str(i) for i in selection(rel.spec, sql, by="patch_id", release=rel.name)]
+        except duckdb.Error as exc:
+            raise QueryError(f"{what} was rejected: {exc}") from None
     else:
         from catalog.search import search as stac_search
 
