@@ -1,0 +1,381 @@
+"""Every command shown in README.md and docs/*.md is exercised by a test.
+
+What counts as a command: each line of a fenced block labelled ``bash``, ``sh``, ``shell`` or
+``console`` (``$ `` prompts and ``# comments`` removed, ``\\`` continuations joined), each line
+of an unlabelled block whose lines all start like a command (``lake``, ``make``, ``python``,
+``.venv/bin/...``, ``$ ``), and each ``python`` and ``sql`` block as a whole.
+
+The convention: this file decides, command by command, how each one is exercised, and fails
+when the docs show a command it does not know (or when it lists one the docs no longer show):
+
+* :data:`RUN`: run verbatim by :func:`test_shell_command_runs`, in a sandbox where
+  ``s3://bucket/lake`` is a small lake on the embedded S3 endpoint (the ``AWS_*`` variables point
+  at it, as ``lake s3 serve`` prints them) and ``./lake-data`` is the same lake as a folder. The
+  lake holds the pair the README names (``..._T33UUP_75_43``).
+* :data:`COVERED`: run elsewhere; the entry names the test that does it (checked to exist).
+* :data:`OPTIONS_ONLY`: hours-long benchmark commands; their script's ``--help`` must list every
+  option they use.
+* Every ``python`` block runs (each in a fresh interpreter, in the sandbox), and every ``sql``
+  block: with plain DuckDB when it reads Parquet by path (``docs/format.md`` promises no project
+  code is needed), else in ``lake.connect("./lake-data")``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import tour
+from pipelines.embedded_s3 import EmbeddedS3
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+METADATA = ROOT.parent / "shared" / "data" / "bigearthnet-v2" / "metadata.parquet"
+README_PATCH = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_75_43"
+SHELL_LANGS = {"bash", "sh", "shell", "console"}
+COMMAND_START = re.compile(r"^(\$ |lake |make |python |\.venv/bin/)")
+
+#: Run verbatim in the sandbox; the value is the exit status expected.
+RUN: dict[str, int] = {
+    "lake info --lake s3://bucket/lake --json": 0,
+    f"lake show {README_PATCH} --lake s3://bucket/lake --out patch.png": 0,
+    "lake search --lake s3://bucket/lake --bbox 12,47,17,49 --datetime 2017-06/2017-09 "
+    "--filter \"country = 'Austria'\" --limit 20": 0,
+    "lake catalog build --lake s3://bucket/lake": 0,
+    'lake sql --lake s3://bucket/lake "SELECT type, category, count(*) FROM annotations '
+    'GROUP BY ALL"': 0,
+    "lake sql --lake s3://bucket/lake --schema": 0,
+    'lake sql --lake s3://bucket/lake "SELECT split, count(*) FROM annotations GROUP BY ALL"': 0,
+    "lake sql --lake ./lake-data --format parquet --out bench.parquet "
+    "\"FROM vqa WHERE split = 'bench'\"": 0,
+    "lake sql --lake ./lake-data --schema": 0,
+    "lake sql --lake ./lake-data": 0,  # the prompt; stdin is empty here, so it ends at once
+}
+
+#: Exercised by another test (``path::name``); the reason says how.
+COVERED: dict[str, tuple[str, str]] = {
+    "make demo": (
+        "tests/pipelines/test_demo.py::test_demo_builds_a_lake_on_s3_and_cleans_up",
+        "runs pipelines.demo, the recipe of `make demo` (checked by test_make_targets...)",
+    ),
+    "make test": (
+        "tests/docs/test_docs_commands.py::test_make_targets_run_what_the_docs_say",
+        "the recipe is `pytest -q`, the command running this suite in CI (.ci/run)",
+    ),
+    "lake synth --patches 1000 --out source --format tar.zst": (
+        "tests/docs/test_docs_commands.py::test_readme_build_commands_verbatim",
+        "slow: synthesizes 1,000 pairs",
+    ),
+    "lake ingest source --lake s3://bucket/lake --cluster local": (
+        "tests/docs/test_docs_commands.py::test_readme_build_commands_verbatim",
+        "slow: needs the source of the synth line and an empty bucket",
+    ),
+    "lake s3 serve --dir s3-data --port 9000": (
+        "tests/pipelines/test_cli.py::test_s3_serve_serves_and_stops_with_its_rclone_on_sigterm",
+        "serves until stopped; that test starts it, uses it and stops it",
+    ),
+    "lake serve --lake s3://bucket/lake --port 8080": (
+        "tests/catalog/test_search_cli.py::test_serve_binds_loopback_and_answers",
+        "serves until stopped; that test starts it, queries it and stops it",
+    ),
+}
+
+#: Benchmark commands (hours on the full data): their script's --help must list their options.
+OPTIONS_ONLY = {
+    ".venv/bin/python benchmarks/ingest.py --sizes 2000,20000 --json-out bench-output/ingest.json",
+    ".venv/bin/python benchmarks/sql.py --workers 2 --repeat 5 --json-out bench-output/sql.json",
+    ".venv/bin/python benchmarks/search.py --rounds 4 --markdown --json-out "
+    "bench-output/search.json",
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    """A fenced block of a Markdown file."""
+
+    path: Path
+    line: int
+    lang: str
+    text: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def fenced_blocks(path: Path) -> list[Block]:
+    """The fenced blocks of a Markdown file, with their language and first line number."""
+    blocks, lines = [], path.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        m = re.match(r"^(`{3,}|~{3,})\s*([\w+-]*)", lines[i])
+        if not m:
+            i += 1
+            continue
+        fence, start, body = m[1], i + 1, []
+        i += 1
+        while i < len(lines) and not lines[i].startswith(fence):
+            body.append(lines[i])
+            i += 1
+        blocks.append(Block(path, start, m[2].lower(), "\n".join(body)))
+        i += 1
+    return blocks
+
+
+def strip_comment(line: str) -> str:
+    """``line`` without a trailing shell comment (a ``#`` after a blank, outside quotes)."""
+    quote = None
+    for k, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (k == 0 or line[k - 1].isspace()):
+            return line[:k].rstrip()
+    return line.rstrip()
+
+
+def shell_commands(block: Block) -> list[str]:
+    """The commands of a shell block: prompts and comments removed, continuations joined."""
+    out, pending = [], ""
+    for raw in block.text.splitlines():
+        line = raw.strip()
+        if line.startswith("$ "):
+            line = line[2:]
+        line = strip_comment(line)
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = " ".join((pending + line).split())
+        pending = ""
+        if line:
+            out.append(line)
+    return out
+
+
+def is_shell(block: Block) -> bool:
+    if block.lang in SHELL_LANGS:
+        return True
+    lines = [ln for ln in block.text.splitlines() if ln.strip()]
+    return block.lang == "" and bool(lines) and all(COMMAND_START.match(ln) for ln in lines)
+
+
+def all_blocks() -> list[Block]:
+    return [b for path in DOCS for b in fenced_blocks(path)]
+
+
+def all_commands() -> list[tuple[str, str]]:
+    """(command, where) for every shell command shown."""
+    return [(c, b.where) for b in all_blocks() if is_shell(b) for c in shell_commands(b)]
+
+
+def blocks_of(lang: str) -> list[Block]:
+    return [b for b in all_blocks() if b.lang == lang]
+
+
+# -- the inventory --------------------------------------------------------------------------
+
+
+def test_every_command_in_the_docs_is_exercised() -> None:
+    shown = all_commands()
+    assert shown, "no commands found: the extraction is broken"
+    unknown = [
+        f"{where}: {cmd}"
+        for cmd, where in shown
+        if cmd not in RUN and cmd not in COVERED and cmd not in OPTIONS_ONLY
+    ]
+    assert not unknown, (
+        "commands shown in the docs that no test exercises; add each to RUN, COVERED (with the "
+        "test that runs it) or OPTIONS_ONLY in tests/docs/test_docs_commands.py:\n"
+        + "\n".join(unknown)
+    )
+    listed = set(RUN) | set(COVERED) | OPTIONS_ONLY
+    stale = sorted(listed - {cmd for cmd, _ in shown})
+    assert not stale, f"listed here but no longer in the docs (remove them): {stale}"
+
+
+@pytest.mark.parametrize("command", sorted(COVERED))
+def test_the_covering_test_exists(command: str) -> None:
+    node, _why = COVERED[command]
+    file, _, name = node.partition("::")
+    source = (ROOT / file).read_text()
+    assert re.search(rf"^def {re.escape(name)}\(", source, re.M), f"{node} does not exist"
+
+
+# -- the sandbox ----------------------------------------------------------------------------
+
+
+def metadata_with_readme_patch(out: Path, n: int = 48) -> Path:
+    """A metadata parquet of ``n`` real rows including the README's pair, all three splits."""
+    table = pq.read_table(METADATA)
+    rng = np.random.default_rng(7)
+    picked = set(rng.choice(table.num_rows, size=n - 1, replace=False).tolist())
+    ids = table.column("patch_id")
+    readme = pc.index(ids, README_PATCH).as_py()
+    assert readme >= 0, f"{README_PATCH} is not in the official metadata"
+    rows = sorted(picked | {readme})
+    subset = table.take(pa.array(rows))
+    assert set(subset.column("split").to_pylist()) >= {"train", "validation", "test"}
+    path = out / "metadata.parquet"
+    pq.write_table(subset, path)
+    return path
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """The folder the docs' commands run in, and the environment they run with."""
+
+    cwd: Path
+    env: dict[str, str]
+
+    def run(self, args: str | list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # type: ignore[call-overload, no-any-return]
+            args,
+            shell=isinstance(args, str),
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            **kwargs,
+        )
+
+
+def sandbox_env(endpoint_env: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "LAKE_URL"}
+    env.update(endpoint_env)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """``s3://bucket/lake`` (48 pairs with the README's) on the endpoint; ``./lake-data`` too."""
+    base = tmp_path_factory.mktemp("docs")
+    metadata = metadata_with_readme_patch(base)
+    with tour.start(
+        base / "tour", patches=48, bucket="bucket", prefix="lake", metadata=metadata
+    ) as t:
+        cwd = base / "cwd"
+        cwd.mkdir()
+        (cwd / "lake-data").symlink_to(t.lake_folder, target_is_directory=True)
+        yield Sandbox(cwd, sandbox_env(t.endpoint.environment()))
+
+
+# -- running them ---------------------------------------------------------------------------
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("command", sorted(RUN))
+def test_shell_command_runs(command: str, sandbox: Sandbox) -> None:
+    result = sandbox.run(command)
+    assert result.returncode == RUN[command], (
+        f"{command}\nexit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    )
+    if "--json" in command:
+        json.loads(result.stdout)
+    if "--out " in command:
+        out = shlex.split(command)[shlex.split(command).index("--out") + 1]
+        assert (sandbox.cwd / out).stat().st_size > 0
+
+
+def _python_ids() -> list[str]:
+    return [b.where for b in blocks_of("python")]
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("block", blocks_of("python"), ids=_python_ids())
+def test_python_block_runs(block: Block, sandbox: Sandbox) -> None:
+    result = sandbox.run([sys.executable, "-c", block.text])
+    assert result.returncode == 0, f"{block.where}\n{block.text}\n{result.stderr[-3000:]}"
+
+
+#: A sql block that reads Parquet by path runs in plain DuckDB, else in lake.connect's views.
+_SQL_RUNNER = """
+import sys
+query = sys.stdin.read()
+if "read_parquet(" in query:
+    import duckdb
+    con = duckdb.connect()
+else:
+    import lake
+    con = lake.connect("./lake-data")
+print(con.sql(query).fetchall()[:5])
+"""
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("block", blocks_of("sql"), ids=[b.where for b in blocks_of("sql")])
+def test_sql_block_runs(block: Block, sandbox: Sandbox) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _SQL_RUNNER],
+        input=block.text,
+        cwd=sandbox.cwd,
+        env=sandbox.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"{block.where}\n{block.text}\n{result.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize("command", sorted(OPTIONS_ONLY))
+def test_benchmark_command_options_exist(command: str) -> None:
+    args = shlex.split(command)
+    script = ROOT / args[1]
+    assert script.is_file(), f"{args[1]} does not exist"
+    result = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for option in (a for a in args[2:] if a.startswith("--")):
+        assert option in result.stdout, f"{args[1]} --help does not list {option}"
+
+
+def test_make_targets_run_what_the_docs_say() -> None:
+    result = subprocess.run(
+        ["make", "-n", "-W", "pyproject.toml", "demo", "test", "test-all"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    recipe = result.stdout
+    assert "pip install" in recipe and "constraints.txt" in recipe, "make venv is not run first"
+    assert ".venv/bin/python -m pipelines.demo" in recipe
+    assert ".venv/bin/python -m pytest -q\n" in recipe
+    assert '.venv/bin/python -m pytest -q -m ""' in recipe
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.s3
+def test_readme_build_commands_verbatim(tmp_path: Path) -> None:
+    """The README's synth and ingest lines, as shown, into an empty bucket."""
+    synth, ingest = (c for c, _ in all_commands() if c.startswith(("lake synth", "lake ingest")))
+    with EmbeddedS3(tmp_path / "s3", buckets=["bucket"]) as s3:
+        box = Sandbox(tmp_path, sandbox_env(s3.endpoint.environment()))
+        made = box.run(synth)
+        assert made.returncode == 0, made.stderr[-2000:]
+        built = box.run(ingest)
+        assert built.returncode in (0, 3), built.stderr[-2000:]  # 3: some input quarantined
+        info = box.run("lake info --lake s3://bucket/lake --json")
+        assert info.returncode == 0, info.stderr[-2000:]
+        doc = json.loads(info.stdout)
+        counts = doc["releases"][doc["current"]]["counts"]
+        assert counts["patches"] == 1000, counts  # the synthetic source is clean
