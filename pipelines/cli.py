@@ -389,6 +389,10 @@ app.add_typer(catalog_app, name="catalog")
 app.command("search")(search)
 app.command("serve")(serve)
 
+from pipelines.cli_gateway import gateway_app  # noqa: E402
+
+app.add_typer(gateway_app, name="gateway")
+
 
 def main() -> None:
     """Entry point of the ``lake`` script."""

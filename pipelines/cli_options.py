@@ -6,6 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from pipelines.cluster import CLUSTER_HELP
+
 LakeOpt = Annotated[
     Optional[str],  # noqa: UP045 (typer needs Optional on 3.11)
     typer.Option(
@@ -29,4 +31,42 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document ins
 ReleaseOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option("--release", help="Release (default: the current one)."),
+]
+
+# Where pipeline jobs run (pipelines/cluster.py); `lake pipeline ...` and `lake ingest` use them.
+ClusterOpt = Annotated[
+    str,
+    typer.Option("--cluster", envvar="LAKE_CLUSTER", help=CLUSTER_HELP + " (env LAKE_CLUSTER)"),
+]
+WorkersOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Workers: of a local cluster or thread pool (default one per core), or the number "
+        "a Gateway cluster is scaled to (default 2).",
+    ),
+]
+WorkerCoresOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option(
+        "--worker-cores", min=1, help="Cores (threads) per worker: local and Gateway clusters."
+    ),
+]
+WorkerMemoryOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--worker-memory",
+        help="Memory per worker: local and Gateway clusters, e.g. 4GiB, 512MiB or 8GB.",
+    ),
+]
+GatewayPasswordOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--gateway-password",
+        envvar="LAKE_GATEWAY_PASSWORD",
+        show_default=False,
+        help="Password of the Dask Gateway (env LAKE_GATEWAY_PASSWORD; unset: dask-gateway's own "
+        "config, e.g. DASK_GATEWAY__AUTH__KWARGS__PASSWORD).",
+    ),
 ]

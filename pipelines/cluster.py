@@ -140,7 +140,8 @@ class ClusterSpec:
         worker_cores: Cores (= threads) per worker: local and Gateway clusters.
         worker_memory: Memory per worker in bytes, or a size such as ``4GiB``.
         password: Gateway password (None: dask-gateway's own configuration decides the auth,
-            e.g. ``DASK_GATEWAY__AUTH__KWARGS__PASSWORD``); never shown by ``repr``.
+            e.g. ``DASK_GATEWAY__AUTH__KWARGS__PASSWORD``); ignored by other clusters, never
+            shown by ``repr``.
         environment: Extra environment of a Gateway cluster's scheduler and workers (name,
             value) pairs; never shown by ``repr``. See :meth:`with_store`.
         ready_timeout: Seconds to wait for a Gateway cluster's workers.
@@ -155,17 +156,13 @@ class ClusterSpec:
     ready_timeout: float = 120.0
 
     def __post_init__(self) -> None:
-        kind = self.kind  # validates the address
+        _ = self.kind  # validates the address
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
         if self.worker_cores is not None and self.worker_cores < 1:
             raise ConfigError(f"--worker-cores must be at least 1, got {self.worker_cores}")
         if self.worker_memory is not None:
             object.__setattr__(self, "worker_memory", parse_memory(self.worker_memory))
-        if self.password is not None and kind != "gateway":
-            raise ConfigError(
-                f"a gateway password was given but --cluster {self.address!r} is no Dask Gateway"
-            )
 
     @property
     def kind(self) -> str:

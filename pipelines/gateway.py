@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,16 @@ PASSWORD_ENV = "LAKE_GATEWAY_PASSWORD"
 
 class GatewayServerError(LakeError, RuntimeError):
     """The local dask-gateway-server could not be started."""
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Whether a TCP port can be bound on ``host`` now (the proxy would retry forever if not)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,11 @@ class LocalGateway:
         """
         if not self.config.is_file():
             raise GatewayServerError(f"gateway config {self.config} not found")
+        if not _port_free(self.endpoint.host, self.endpoint.port):
+            raise GatewayServerError(
+                f"port {self.endpoint.port} on {self.endpoint.host} is in use; pick another "
+                "with --port (0 = a free one)"
+            )
         self.clusters_directory.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
