@@ -258,3 +258,55 @@ def test_gateway_server_dies_with_its_parent(tmp_path):
         time.sleep(0.2)
     os.kill(info["pid"], signal.SIGKILL)
     raise AssertionError("the gateway outlived its parent")
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
+def test_clusters_die_with_a_killed_gateway(tmp_path):
+    """kill -9 of dask-gateway-server: its schedulers, workers and proxy go too."""
+    gw = LocalGateway(tmp_path)
+    endpoint = gw.start()
+    client = Gateway(
+        endpoint.http_address,
+        proxy_address=endpoint.address,
+        auth=BasicAuth("tester", endpoint.password),
+    )
+    cluster = None
+    try:
+        cluster = client.new_cluster(shutdown_on_close=False)
+        cluster.scale(1)
+        server = gw._proc.pid  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while len(_children(server)) < 3 and time.monotonic() < deadline:  # proxy, sched., worker
+            time.sleep(0.2)
+        children = _children(server)
+        assert len(children) >= 3
+        os.kill(server, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while not all(_gone(p) for p in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [p for p in children if not _gone(p)] == []
+    finally:
+        if cluster is not None:
+            cluster.close(shutdown=False)
+            close_gateway(cluster.gateway)
+        close_gateway(client)
+        gw.stop()
