@@ -94,6 +94,13 @@ def rclone_serving(folder: Path) -> list[psutil.Process]:
     return found
 
 
+def test_the_kernel_is_this_python(kernels: KernelSpecManager, tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import sys; sys.executable")])
+    km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=kernels)
+    NotebookClient(nb, km=km, timeout=60, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert text(nb).strip() == repr(sys.executable)
+
+
 def test_notebooks_are_stored_without_outputs() -> None:
     paths = sorted(NOTEBOOKS.glob("*.ipynb"))
     assert [p.name for p in paths][:4] == [
