@@ -40,7 +40,7 @@ from catalog.server import ServerError
 from lake.config import StoreSpec, store_spec
 from lake.errors import ConfigError, LakeError, LayoutError
 from lake.layout import ROOT_DOCUMENT, work_path
-from pipelines.embedded_s3 import EmbeddedS3, S3Endpoint, free_port
+from pipelines.embedded_s3 import EmbeddedS3, S3Endpoint, _die_with_parent, free_port
 
 #: The marker and state file of a tour folder.
 STATE_FILE: Final = "tour.json"
@@ -124,7 +124,13 @@ class Tour:
         cmd = [_lake_command(), "serve", *self.cli_options(), "--port", str(port)]
         log = self.folder / f"lake-serve-{port}.log"
         with log.open("wb") as err:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+            proc = subprocess.Popen(  # ends with this process even if it is killed
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_for(url + "/", proc, timeout, log)
