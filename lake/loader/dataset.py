@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -240,6 +242,7 @@ class LakeDataset(IterableDataset[Any]):
         self._consumed = 0
         self._errors = _Counter()
         self._runtime: _Runtime | None = None
+        self._spool: ShardCache | None = None  # set by LakeDataLoader for one epoch
 
     # -- order and state ---------------------------------------------------------------------
 
@@ -365,6 +368,7 @@ class LakeDataset(IterableDataset[Any]):
                 max_in_flight=io.max_in_flight,
                 retry=self.retry,
                 cache=self.cache,
+                spool=self._spool,
                 dense_fraction=io.dense_fraction,
                 max_gap=io.max_gap,
                 timeout=io.timeout,
@@ -573,9 +577,20 @@ class LakeDataLoader(DataLoader[Any]):
     loader counts what it delivered, so :meth:`state_dict` taken after any batch resumes at the
     very next sample, with any number of workers.
 
+    With two or more worker processes, the workers of an epoch share the shard objects they
+    read whole through a spool: a temporary folder (``spool_dir``, default the system's temp
+    folder) where the first worker that needs an object fetches it while the others wait and
+    then read it from disk. Every worker decodes samples from every shard of the current shuffle
+    window, so without it each object would be fetched once per worker. The spool holds at most
+    ``spool_bytes`` (least recently used objects go first) and is deleted when the epoch ends.
+    A dataset with its own ``cache_dir`` uses that cache instead.
+
     Args:
         dataset: The dataset (its ``batch_size`` is set to ``batch_size``).
         batch_size: Samples per batch.
+        share_reads: Use the spool when there are two or more workers.
+        spool_dir: Where the spool folder is created (None: the system's temp folder).
+        spool_bytes: Size cap of the spool.
         **kwargs: Passed to ``DataLoader`` (``num_workers``, ``pin_memory``, ``timeout``,
             ``prefetch_factor``...); ``persistent_workers`` must stay False (workers would keep
             the epoch they started with).
@@ -584,7 +599,16 @@ class LakeDataLoader(DataLoader[Any]):
         ConfigError: ``persistent_workers=True``, or a ``sampler``/``collate_fn`` is given.
     """
 
-    def __init__(self, dataset: LakeDataset, batch_size: int = 64, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        dataset: LakeDataset,
+        batch_size: int = 64,
+        *,
+        share_reads: bool = True,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_bytes: int = 2 * 2**30,
+        **kwargs: Any,
+    ) -> None:
         if kwargs.get("persistent_workers"):
             raise ConfigError(
                 "persistent_workers=True: workers would keep the epoch they started with; "
@@ -595,8 +619,13 @@ class LakeDataLoader(DataLoader[Any]):
                 raise ConfigError(f"{key}=: LakeDataLoader orders and collates by itself")
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size}: must be at least 1")
+        if spool_bytes <= 0:
+            raise ConfigError(f"spool_bytes={spool_bytes}: must be positive")
         dataset.batch_size = batch_size
         self.lake_dataset = dataset
+        self.share_reads = share_reads
+        self.spool_dir = os.fspath(spool_dir) if spool_dir is not None else None
+        self.spool_bytes = spool_bytes
         super().__init__(dataset, batch_size=None, **kwargs)
 
     def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
@@ -605,11 +634,25 @@ class LakeDataLoader(DataLoader[Any]):
         ds._consumed = start
         size = ds.batch_size or 1
         length = ds.rank_length
-        for k, batch in enumerate(super().__iter__()):
-            ds._consumed = min(start + (k + 1) * size, length)
-            if len(batch.get("patch_id", ())) == 0:
-                continue  # every sample of the block was skipped (skip_errors=True)
-            yield batch
+        spool = None
+        if self.share_reads and self.num_workers > 1 and ds.cache is None:
+            spool = tempfile.mkdtemp(prefix="lake-spool-", dir=self.spool_dir)
+            ds._spool = ShardCache(spool, self.spool_bytes)
+        batches = super().__iter__()
+        try:
+            for k, batch in enumerate(batches):
+                ds._consumed = min(start + (k + 1) * size, length)
+                if len(batch.get("patch_id", ())) == 0:
+                    continue  # every sample of the block was skipped (skip_errors=True)
+                yield batch
+        finally:
+            if spool is not None:
+                ds._spool = None
+                # The workers must be gone before their spool is (an early stop leaves them).
+                shutdown = getattr(batches, "_shutdown_workers", None)
+                if shutdown is not None:
+                    shutdown()
+                shutil.rmtree(spool, ignore_errors=True)
 
     def state_dict(self) -> dict[str, Any]:
         """The dataset's state (see :meth:`LakeDataset.state_dict`)."""

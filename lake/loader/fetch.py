@@ -216,6 +216,8 @@ class ShardReader:
         max_in_flight: Requests in flight at once (threads).
         retry: Retry policy for transient errors.
         cache: A local shard cache (whole objects are then always read, and kept).
+        spool: A short-lived cache shared by the DataLoader workers of one epoch: whole objects
+            that are read anyway go through it, so each is fetched once, not once per worker.
         dense_fraction: Read the whole object when at least this share of its chunks is needed.
         max_gap: Merge two byte ranges when fewer than this many bytes lie between them.
         timeout: Connect/read timeout of one S3 request, in seconds.
@@ -230,11 +232,13 @@ class ShardReader:
         max_in_flight: int = 16,
         retry: RetryPolicy | None = None,
         cache: ShardCache | None = None,
+        spool: ShardCache | None = None,
         dense_fraction: float = 0.25,
         max_gap: int = 256 * 1024,
         timeout: float = 60.0,
     ) -> None:
         self.spec = spec
+        self.spool = spool
         self.group = patches_path(release)
         self.layouts = dict(layouts)
         self.retry = retry or RetryPolicy()
@@ -414,9 +418,10 @@ class ShardReader:
 
     def _whole(self, layout: ArrayLayout, shard: int) -> bytes:
         key = layout.key(self.group, shard)
-        if self.cache is None:
+        cache = self.cache or self.spool
+        if cache is None:
             return self._get(layout, shard, key, None, None)
-        return self.cache.get_or_fetch(
+        return cache.get_or_fetch(
             self.spec.child(key).url, lambda: self._get(layout, shard, key, None, None)
         )
 

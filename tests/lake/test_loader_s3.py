@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from lake.errors import ShardReadError
 from lake.loader import LakeDataLoader, LakeDataset, collate_samples
-from tests.lake.fault_proxy import FaultProxy
+from pipelines.fault_proxy import FaultProxy
 from tests.lake.loader_helpers import (  # noqa: F401
     N_PAIRS,
     PER_SHARD,
@@ -90,3 +90,38 @@ def test_a_permanent_fault_names_the_shard_or_is_skipped(loader_lake_s3):
         got = batch_ids(dl)
     assert len(got) == N_PAIRS - PER_SHARD
     assert ds.errors == PER_SHARD and dl.state_dict()["errors"] == PER_SHARD
+
+
+def _shard_gets(proxy: FaultProxy) -> int:
+    return proxy.matched  # GETs of chunk-grid keys (".../c/...") of the patch group
+
+
+@pytest.mark.timeout(240)
+def test_workers_share_whole_shard_reads_through_the_spool(loader_lake, loader_lake_s3, tmp_path):
+    """Two workers fetch each shard object once (not once each), and the spool is removed."""
+    gets = {}
+    delivered = {}
+    for share in (True, False):
+        with FaultProxy(loader_lake_s3.endpoint_url or "") as proxy:
+            spec = replace(loader_lake_s3, endpoint_url=proxy.url)
+            ds = LakeDataset(spec, modalities=MODS, seed=4)
+            dl = LakeDataLoader(
+                ds, 8, num_workers=2, timeout=TIMEOUT, share_reads=share, spool_dir=tmp_path
+            )
+            delivered[share] = batch_ids(dl)
+            gets[share] = _shard_gets(proxy)
+    objects = 2 * -(-N_PAIRS // PER_SHARD)  # two raster arrays, every shard
+    assert delivered[True] == delivered[False]  # the spool changes I/O only, never the order
+    assert gets[True] == objects < gets[False]
+    assert list(tmp_path.iterdir()) == []  # the epoch's spool is gone
+
+
+@pytest.mark.timeout(240)
+def test_spool_is_removed_when_the_epoch_stops_early(loader_lake_s3, tmp_path):
+    ds = LakeDataset(loader_lake_s3, modalities=MODS, seed=4)
+    dl = LakeDataLoader(ds, 8, num_workers=2, timeout=TIMEOUT, spool_dir=tmp_path)
+    for k, _ in enumerate(dl):
+        assert len(list(tmp_path.iterdir())) == 1
+        if k == 1:
+            break
+    assert list(tmp_path.iterdir()) == []

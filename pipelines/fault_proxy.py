@@ -1,10 +1,15 @@
-"""A fault-injecting HTTP proxy in front of an S3 endpoint (standard library only).
+"""A latency- and fault-injecting HTTP proxy in front of an S3 endpoint (standard library only).
+
+The loader's tests use it to inject transient faults, and ``benchmarks/loader.py`` to add the
+first-byte latency of real S3 (about 20 ms) that a loopback endpoint hides.
 
 It forwards every request unchanged (the Host header too, so SigV4 signatures still verify) and,
 on GETs whose path contains ``match``, injects faults by a deterministic count: every
 ``fail_every``-th such request is answered ``503 ServiceUnavailable``, every ``drop_every``-th
 has its connection closed without an answer, and any path containing ``always_fail`` is always
-answered with ``status``. ``delay`` adds latency before each forwarded request's answer.
+answered with ``status``. ``delay`` (seconds) is added before each forwarded request is sent
+upstream, so it delays the answer's first byte; ``requests`` and ``bytes_out`` count what was
+forwarded.
 """
 
 from __future__ import annotations
@@ -47,11 +52,14 @@ class FaultProxy:
         self.delay = delay
         self.matched = 0
         self.injected = 0
+        self.requests = 0
+        self.bytes_out = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
+        """The proxy's address (``http://127.0.0.1:PORT``), once started."""
         assert self._server is not None
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
@@ -98,6 +106,8 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(_ERROR)
                     return
+                if proxy.delay:
+                    time.sleep(proxy.delay)
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 try:
                     conn.putrequest(
@@ -111,8 +121,9 @@ class FaultProxy:
                     headers = resp.getheaders()
                 finally:
                     conn.close()
-                if proxy.delay:
-                    time.sleep(proxy.delay)
+                with proxy._lock:
+                    proxy.requests += 1
+                    proxy.bytes_out += len(data)
                 self.send_response(resp.status, resp.reason)
                 for k, v in headers:
                     if k.lower() not in _HOP:
