@@ -229,19 +229,12 @@ def test_compose_services_and_variables():
     assert "8080:8080" in doc["services"]["stac"]["ports"]
 
 
-def test_compose_gateway_config_starts(tmp_path):
-    """The compose file's gateway config runs dask-gateway-server (bound to loopback here)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "LAKE_GATEWAY_PASSWORD": "compose-test",
-        "LAKE_GATEWAY_PUBLIC_ADDRESS": f"127.0.0.1:{port}",
-    }
-    config = INFRA / "compose" / "dask_gateway_config.py"
+def assert_gateway_answers(cmd: list[str], env: dict[str, str], port: int, cwd: Path) -> None:
+    """Run a dask-gateway-server command until its health route answers on ``port``."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dask_gateway_server", "-f", str(config)],
-        cwd=tmp_path,
-        env=env,
+        cmd,
+        cwd=cwd,
+        env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -255,10 +248,53 @@ def test_compose_gateway_config_starts(tmp_path):
                     return
             except OSError:
                 time.sleep(0.2)
-        raise AssertionError("the compose gateway config did not answer")
+        raise AssertionError(f"{cmd} did not answer")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_compose_gateway_config_starts(tmp_path):
+    """The compose file's gateway config runs dask-gateway-server (bound to loopback here)."""
+    port = free_port()
+    env = {
+        "LAKE_GATEWAY_PASSWORD": "compose-test",
+        "LAKE_GATEWAY_PUBLIC_ADDRESS": f"127.0.0.1:{port}",
+    }
+    config = INFRA / "compose" / "dask_gateway_config.py"
+    assert_gateway_answers(
+        [sys.executable, "-m", "dask_gateway_server", "-f", str(config)], env, port, tmp_path
+    )
+
+
+def test_gateway_config_runs_by_hand():
+    """docs/operations.md: the venv's dask-gateway-server with the config, from the repo root."""
+    port = free_port()
+    env = {"LAKE_GATEWAY_PASSWORD": "choose-one", "LAKE_GATEWAY_ADDRESS": f"127.0.0.1:{port}"}
+    cmd = [
+        str(Path(sys.executable).parent / "dask-gateway-server"),
+        "-f",
+        "infra/gateway/dask_gateway_config.py",
+    ]
+    assert_gateway_answers(cmd, env, port, ROOT)
+
+
+def test_gateway_config_refuses_no_password_and_other_addresses(tmp_path):
+    config = str(INFRA / "gateway" / "dask_gateway_config.py")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LAKE_GATEWAY")}
+    for env, message in [
+        ({}, "LAKE_GATEWAY_PASSWORD is not set"),
+        ({"LAKE_GATEWAY_PASSWORD": "x", "LAKE_GATEWAY_ADDRESS": "0.0.0.0:8000"}, "loopback only"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-m", "dask_gateway_server", "-f", config],
+            cwd=tmp_path,
+            env={**base, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode != 0 and message in result.stdout + result.stderr
 
 
 DOCKERFILE_INSTRUCTIONS = {

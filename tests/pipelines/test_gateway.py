@@ -310,3 +310,21 @@ def test_clusters_die_with_a_killed_gateway(tmp_path):
             close_gateway(cluster.gateway)
         close_gateway(client)
         gw.stop()
+
+
+def test_other_package_version_on_the_workers_is_refused_up_front(gateway, tmp_path):
+    """Workers that see another bigearthnet-lake: a clear error before any task, no cluster left."""
+    fake = tmp_path / "site"
+    meta = fake / "bigearthnet_lake-9.9.9.dist-info"
+    meta.mkdir(parents=True)
+    (meta / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: bigearthnet-lake\nVersion: 9.9.9\n"
+    )
+    spec = gateway_spec(gateway, workers=1, environment=(("PYTHONPATH", str(fake)),))
+    with pytest.raises(ClusterError) as caught, Runner(spec):
+        pytest.fail("the runner must not start")
+    message = str(caught.value)
+    assert f"the cluster at {gateway.endpoint.address} runs other software" in message
+    assert "bigearthnet-lake: client 0.1.0, worker tls://127.0.0.1:" in message
+    assert "9.9.9" in message and "constraints.txt" in message
+    assert_no_cluster_left(gateway)
