@@ -9,7 +9,7 @@ on GETs whose path contains ``match``, injects faults by a deterministic count: 
 has its connection closed without an answer, and any path containing ``always_fail`` is always
 answered with ``status``. ``delay`` (seconds) is added before each forwarded request is sent
 upstream, so it delays the answer's first byte; ``requests`` and ``bytes_out`` count what was
-forwarded.
+forwarded, ``whole_gets`` the matching GETs without a ``Range`` header (whole objects).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class FaultProxy:
         self.injected = 0
         self.requests = 0
         self.bytes_out = 0
+        self.whole_gets = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -124,6 +125,12 @@ class FaultProxy:
                 with proxy._lock:
                     proxy.requests += 1
                     proxy.bytes_out += len(data)
+                    if (
+                        self.command == "GET"
+                        and proxy.match in self.path
+                        and "Range" not in self.headers
+                    ):
+                        proxy.whole_gets += 1
                 self.send_response(resp.status, resp.reason)
                 for k, v in headers:
                     if k.lower() not in _HOP:

@@ -374,7 +374,8 @@ class LakeDataset(IterableDataset[Any]):
                 timeout=io.timeout,
             )
             decoder = BlockDecoder(self.layouts, self.decode_spec, self.decode_threads)
-            prefetch = ThreadPoolExecutor(1, thread_name_prefix="lake-prefetch")
+            # Two: the next run, and (at the start) the first piece's own small read.
+            prefetch = ThreadPoolExecutor(2, thread_name_prefix="lake-prefetch")
             rt = self._runtime = _Runtime(os.getpid(), reader, decoder, prefetch)
         return rt
 
@@ -460,6 +461,10 @@ class LakeDataset(IterableDataset[Any]):
 
         Positions are fetched one run (window of shards) at a time, the next run downloading
         while the current one is decoded. A piece never spans two runs or two blocks.
+
+        Fast start: the first piece does not wait for its whole run. Its own samples are fetched
+        on their own (a few percent of each shard: byte ranges) while the run downloads, so the
+        first batch of an epoch, or of a resumed one, comes after a small read, not a window.
         """
         if len(positions) == 0:
             return
@@ -467,25 +472,41 @@ class LakeDataset(IterableDataset[Any]):
         groups = np.split(positions, np.flatnonzero(np.diff(runs)) + 1)
         rt = self._runtime_here() if self.layouts else None
         fetches: list[Future[Any] | None] = [None] * len(groups)
+        piece = block if self.batch_size else _DECODE_PIECE
+
+        def needs_of(part: np.ndarray) -> Any:
+            return group_needs(self.items.samples[seq.items[part]].tolist(), self.layouts)
 
         def submit(j: int) -> None:
             if rt is not None and j < len(groups) and fetches[j] is None:
-                samples = self.items.samples[seq.items[groups[j]]]
-                needs = group_needs(samples.tolist(), self.layouts)
-                fetches[j] = rt.prefetch.submit(rt.reader.fetch, needs)
+                fetches[j] = rt.prefetch.submit(rt.reader.fetch, needs_of(groups[j]))
 
+        head: Future[Any] | None = None
+        first_ids = (groups[0] - start) // piece
+        if rt is not None and first_ids[0] != first_ids[-1]:  # the first run holds 2+ pieces
+            first_part = groups[0][first_ids == first_ids[0]]
+            head = rt.prefetch.submit(rt.reader.fetch, needs_of(first_part))
         submit(0)
         for j, group in enumerate(groups):
             data: dict[Any, Any] = {}
             failed: dict[Any, Any] = {}
+            ids = (group - start) // piece
+            parts = np.split(group, np.flatnonzero(np.diff(ids)) + 1)
+            if head is not None:
+                head_data, head_failed = head.result()
+                head = None
+                arrays, problems = rt.decoder.decode(  # type: ignore[union-attr]
+                    self.items.samples[seq.items[parts[0]]], head_data, head_failed
+                )
+                yield parts[0], arrays, self._handle(problems)
+                del head_data, head_failed
+                parts = parts[1:]
             fut = fetches[j]
             if fut is not None:
                 data, failed = fut.result()
                 fetches[j] = None
             submit(j + 1)
-            piece = block if self.batch_size else _DECODE_PIECE
-            ids = (group - start) // piece
-            for part in np.split(group, np.flatnonzero(np.diff(ids)) + 1):
+            for part in parts:
                 samples = self.items.samples[seq.items[part]]
                 if rt is None:
                     yield part, {}, set()

@@ -93,7 +93,7 @@ def test_a_permanent_fault_names_the_shard_or_is_skipped(loader_lake_s3):
 
 
 def _shard_gets(proxy: FaultProxy) -> int:
-    return proxy.matched  # GETs of chunk-grid keys (".../c/...") of the patch group
+    return proxy.whole_gets  # whole-object GETs of chunk-grid keys (".../c/...")
 
 
 @pytest.mark.timeout(240)
@@ -125,3 +125,17 @@ def test_spool_is_removed_when_the_epoch_stops_early(loader_lake_s3, tmp_path):
         if k == 1:
             break
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.timeout(240)
+def test_first_batch_reads_its_own_samples_before_the_window(loader_lake, loader_lake_s3):
+    """Fast start: the first block is read as byte ranges, the rest of its window whole."""
+    ds = LakeDataset(loader_lake_s3, modalities=MODS, seed=5, shuffle_buffer_shards=4)
+    batches = list(LakeDataLoader(ds, 8))
+    stats = ds._runtime.reader.stats
+    ranged = [lo for lo, _ in stats.ranges if lo is not None and lo >= 0]
+    whole = [r for r in stats.ranges if r == (None, None)]
+    assert ranged and whole
+    local = list(LakeDataLoader(LakeDataset(loader_lake.spec, modalities=MODS, seed=5), 8))
+    assert batch_ids(batches) == batch_ids(local)
+    assert all(torch.equal(a["s2_10m"], b["s2_10m"]) for a, b in zip(batches, local, strict=True))
