@@ -393,6 +393,10 @@ from pipelines.cli_gateway import gateway_app  # noqa: E402
 
 app.add_typer(gateway_app, name="gateway")
 
+from pipelines.cli_pipeline import pipeline_app  # noqa: E402
+
+app.add_typer(pipeline_app, name="pipeline")
+
 
 def main() -> None:
     """Entry point of the ``lake`` script."""

@@ -1,0 +1,266 @@
+"""The ``lake pipeline`` commands: ingest, stats, export and verify, on any ``--cluster``.
+
+``pipelines.cli`` registers the group (``app.add_typer(pipeline_app, name="pipeline")``). The
+shared helpers of ``pipelines.cli`` are imported when a command runs; ``pipeline ingest`` is the
+very ``lake ingest`` command, registered at the end of this module (either module may be
+imported first).
+
+Exit status: 0 success; 1 an error, or ``verify`` found missing or corrupt objects (the report
+names each); 2 bad usage; 3 ingest quarantined some input.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from lake.errors import LakeError
+from pipelines.cli_options import (
+    ClusterOpt,
+    EndpointOpt,
+    GatewayPasswordOpt,
+    JsonOpt,
+    KeyOpt,
+    LakeOpt,
+    RegionOpt,
+    ReleaseOpt,
+    SecretOpt,
+    WorkerCoresOpt,
+    WorkerMemoryOpt,
+    WorkersOpt,
+)
+
+if TYPE_CHECKING:
+    from lake.config import StoreSpec
+    from pipelines.cluster import ClusterSpec, Runner
+
+pipeline_app: typer.Typer = typer.Typer(
+    help="Jobs that build and maintain the lake, on a Dask cluster (--cluster).",
+    no_args_is_help=True,
+)
+
+
+def _cluster(
+    address: str,
+    workers: int | None,
+    cores: int | None,
+    memory: str | None,
+    password: str | None,
+) -> ClusterSpec:
+    from pipelines.cli import _fail
+    from pipelines.cluster import ClusterSpec
+
+    try:
+        return ClusterSpec(
+            address, workers, worker_cores=cores, worker_memory=memory, password=password
+        )
+    except LakeError as exc:
+        raise _fail(exc) from None
+
+
+def _announce(as_json: bool) -> Any:
+    """A callback printing the dashboard link (to stderr, so --json output stays clean)."""
+
+    def on_start(runner: Runner) -> None:
+        link = runner.dashboard
+        if link:
+            typer.echo(f"dashboard: {link}", err=True)
+
+    return on_start
+
+
+def _run(spec: StoreSpec, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a job; its errors become one line and exit 1."""
+    from pipelines.cli import _fail, _fail_storage, _storage_errors
+
+    try:
+        return fn(*args, **kwargs)
+    except LakeError as exc:
+        raise _fail(exc) from None
+    except _storage_errors() as exc:
+        raise _fail_storage(spec, exc) from None
+
+
+@pipeline_app.command("stats")
+def stats(
+    lake: LakeOpt = None,
+    release: ReleaseOpt = None,
+    cluster: ClusterOpt = "local",
+    workers: WorkersOpt = None,
+    worker_cores: WorkerCoresOpt = None,
+    worker_memory: WorkerMemoryOpt = None,
+    gateway_password: GatewayPasswordOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Recompute even if the release has statistics.")
+    ] = False,
+    endpoint_url: EndpointOpt = None,
+    key: KeyOpt = None,
+    secret: SecretOpt = None,
+    region: RegionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per-band mean, std, min, max and histograms, overall and per split, season and country.
+
+    Writes stats/<release>/band_stats.parquet, puts the overall statistics into the STAC
+    collection's summaries and adds both to the release manifest. Resumable; a release that has
+    them already is left as it is.
+    """
+    from pipelines.cli import _emit, _spec
+    from pipelines.stats import compute_stats
+
+    spec = _spec(lake, endpoint_url, key, secret, region)
+    rep = _run(
+        spec,
+        compute_stats,
+        spec,
+        release,
+        cluster=_cluster(cluster, workers, worker_cores, worker_memory, gateway_password),
+        progress=not as_json,
+        force=force,
+        on_start=_announce(as_json),
+    )
+    d = rep.to_dict()
+    lines = [
+        f"release {rep.release}: {rep.patches} pairs, {rep.shards} shards"
+        + (" (already computed)" if rep.already_done else f" in {rep.seconds:.1f} s")
+        + (f", {rep.resumed} reused" if rep.resumed else ""),
+        f"{'band':<5} {'mean':>10} {'std':>10} {'min':>10} {'max':>10}",
+    ]
+    for r in d["overall"]:
+        lines.append(
+            f"{r['band']:<5} {r['mean']:>10.3f} {r['std']:>10.3f} {r['min']:>10.2f} "
+            f"{r['max']:>10.2f}"
+        )
+    lines.append(f"written to {rep.path}")
+    _emit(d, as_json, "\n".join(lines))
+
+
+@pipeline_app.command("verify")
+def verify(
+    lake: LakeOpt = None,
+    release: ReleaseOpt = None,
+    cluster: ClusterOpt = "local",
+    workers: WorkersOpt = None,
+    worker_cores: WorkerCoresOpt = None,
+    worker_memory: WorkerMemoryOpt = None,
+    gateway_password: GatewayPasswordOpt = None,
+    endpoint_url: EndpointOpt = None,
+    key: KeyOpt = None,
+    secret: SecretOpt = None,
+    region: RegionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-read every object of a release; check sha256, sizes and counts (exit 1 if any is bad).
+
+    The report names each missing, truncated or corrupt object.
+    """
+    from pipelines.cli import _emit, _spec
+    from pipelines.verify import verify_release
+
+    spec = _spec(lake, endpoint_url, key, secret, region)
+    rep = _run(
+        spec,
+        verify_release,
+        spec,
+        release,
+        cluster=_cluster(cluster, workers, worker_cores, worker_memory, gateway_password),
+        progress=not as_json,
+        on_start=_announce(as_json),
+    )
+    _emit(rep.to_dict(), as_json, rep.text())
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@pipeline_app.command("export")
+def export(
+    target: Annotated[
+        str, typer.Argument(help="Where to write: a new or empty folder or s3://bucket/prefix.")
+    ],
+    sql: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--sql", help="A read-only query returning patch_id (see `lake sql`)."),
+    ] = None,
+    bbox: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--bbox", help="STAC search: minx,miny,maxx,maxy (WGS 84)."),
+    ] = None,
+    datetime: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--datetime", help="STAC search: an instant or interval a/b."),
+    ] = None,
+    filter: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--filter", help="STAC search: a CQL2 text filter."),
+    ] = None,
+    ids: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--ids", help="STAC search: comma-separated patch ids."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="lake | webdataset")] = "lake",
+    per_shard: Annotated[
+        int, typer.Option("--per-shard", min=1, help="Pairs per shard (Zarr shard or tar).")
+    ] = 256,
+    target_release: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--target-release", help="Release name in the new lake (default: same)."),
+    ] = None,
+    lake: LakeOpt = None,
+    release: ReleaseOpt = None,
+    cluster: ClusterOpt = "local",
+    workers: WorkersOpt = None,
+    worker_cores: WorkerCoresOpt = None,
+    worker_memory: WorkerMemoryOpt = None,
+    gateway_password: GatewayPasswordOpt = None,
+    endpoint_url: EndpointOpt = None,
+    key: KeyOpt = None,
+    secret: SecretOpt = None,
+    region: RegionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export the pairs chosen by --sql or a STAC search as a new lake or WebDataset shards.
+
+    The target (same S3 endpoint and credentials as the lake) must be new or empty; rerunning
+    the same export resumes it.
+    """
+    from pipelines.cli import _emit, _fail, _spec
+    from pipelines.export import export as run_export
+
+    spec = _spec(lake, endpoint_url, key, secret, region)
+    dest = _spec(target, endpoint_url, key, secret, region)
+    search = {
+        k: v
+        for k, v in {"bbox": bbox, "datetime": datetime, "filter": filter, "ids": ids}.items()
+        if v is not None
+    }
+    if sql is not None and search:
+        raise _fail(LakeError("give either --sql or the search options, not both"))
+    rep = _run(
+        spec,
+        run_export,
+        spec,
+        dest,
+        release=release,
+        sql=sql,
+        search=search or None,
+        fmt=fmt,
+        target_release=target_release,
+        per_shard=per_shard,
+        cluster=_cluster(cluster, workers, worker_cores, worker_memory, gateway_password),
+        progress=not as_json,
+        on_start=_announce(as_json),
+    )
+    state = "already exported" if rep.already_done else f"in {rep.seconds:.1f} s"
+    _emit(
+        rep.to_dict(),
+        as_json,
+        f"exported {rep.patches} pairs of release {rep.release} as {rep.format} to {rep.target}: "
+        f"{rep.shards} shards, {rep.bytes / 1e6:.1f} MB, {state}",
+    )
+
+
+# ``lake pipeline ingest`` is ``lake ingest`` itself: same options, same code.
+from pipelines.cli import ingest as _ingest  # noqa: E402
+
+pipeline_app.command("ingest")(_ingest)
