@@ -291,7 +291,10 @@ class Runner:
 
     def _open_gateway(self) -> None:
         from dask_gateway import BasicAuth, Gateway  # type: ignore[import-untyped]
-        from dask_gateway.client import GatewayServerError  # type: ignore[import-untyped]
+        from dask_gateway.client import (  # type: ignore[import-untyped]
+            GatewayClusterError,
+            GatewayServerError,
+        )
 
         from pipelines.embedded_s3 import signals_interrupt
 
@@ -310,7 +313,13 @@ class Runner:
             raise _gateway_error(spec.address, exc) from None
         env_sent = self._set_options(options)
         with _sigint_deferred():  # the cluster must be known to the shutdown below
-            cluster = gateway.new_cluster(options, shutdown_on_close=True)
+            try:
+                cluster = gateway.new_cluster(options, shutdown_on_close=True)
+            except (GatewayClusterError, GatewayServerError, ValueError) as exc:
+                raise ClusterError(
+                    f"the Dask Gateway at {spec.address} could not start a cluster ({exc}); "
+                    "see the gateway's log"
+                ) from None
             self._stack.callback(self._shutdown, gateway, cluster)
         self.cluster_name = cluster.name
         cluster.scale(spec.n_workers)
@@ -361,7 +370,9 @@ class Runner:
                 ) from None
             except (TypeError, ValueError) as exc:
                 flag = "--" + name.replace("_", "-")
-                shown = value if name != "environment" else "(environment)"
+                shown = {"environment": "(environment)", "worker_memory": f"{value:g}GiB"}.get(
+                    name, value
+                )
                 raise ConfigError(
                     f"{flag} {shown}: the Dask Gateway at {spec.address} refuses it: {exc}"
                 ) from None

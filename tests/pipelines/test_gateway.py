@@ -226,6 +226,11 @@ def test_options_the_gateway_refuses(gateway):
         Runner(gateway_spec(gateway, worker_cores=too_many)),
     ):
         pass
+    with (
+        pytest.raises(ConfigError, match=r"--worker-memory 0\.5GiB: .* refuses it: .*0\.25"),
+        Runner(gateway_spec(gateway, worker_memory="128MiB")),
+    ):
+        pass
     with pytest.raises(ConfigError, match="not a memory size"):
         gateway_spec(gateway, worker_memory="lots")
     assert_no_cluster_left(gateway)
