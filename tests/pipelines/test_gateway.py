@@ -227,7 +227,7 @@ def test_options_the_gateway_refuses(gateway):
     ):
         pass
     with (
-        pytest.raises(ConfigError, match=r"--worker-memory 0\.5GiB: .* refuses it: .*0\.25"),
+        pytest.raises(ConfigError, match=r"--worker-memory 0\.125GiB: .* refuses it: .*>= 0\.25"),
         Runner(gateway_spec(gateway, worker_memory="128MiB")),
     ):
         pass
