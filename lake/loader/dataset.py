@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from lake.bigearthnet import BAND_STATS
 from lake.config import StoreSpec, store_spec
 from lake.errors import ConfigError, ShardReadError
 from lake.loader import order
@@ -30,6 +31,7 @@ from lake.loader.collate import Batch, Sample, collate_fn
 from lake.loader.decode import RASTERS, BlockDecoder, DecodeSpec
 from lake.loader.fetch import RetryPolicy, ShardReader, group_needs, read_layouts
 from lake.loader.items import TASKS, Items, load_items, resolve_selection
+from lake.loader.stats import resolve_stats
 
 log = logging.getLogger("lake.loader")
 
@@ -120,7 +122,10 @@ class LakeDataset(IterableDataset[Any]):
             ``labels``.
         resample_to: Common side in pixels for every raster (None: native sizes).
         resample: ``nearest`` or ``bilinear`` (the reference map is always nearest).
-        normalize: Normalise rasters with the official per-band mean/std.
+        normalize: Normalise rasters with per-band mean/std: False (off), True or
+            ``"official"`` (the reference loaders' train-split statistics), ``"lake"`` (the
+            release's own train-split statistics from ``lake pipeline stats``), or a mapping
+            ``band -> (mean, std)``.
         split: ``train``/``validation``/``test`` (``bench`` too for text tasks); None: all.
         shuffle: Seeded shuffle (shard order, then inside windows of shards).
         seed: The seed; the order is a pure function of (seed, epoch, rank, world size).
@@ -160,7 +165,7 @@ class LakeDataset(IterableDataset[Any]):
         modalities: Sequence[str] = DEFAULT_MODALITIES,
         resample_to: int | None = None,
         resample: str = "nearest",
-        normalize: bool = False,
+        normalize: bool | str | Mapping[str, tuple[float, float]] = False,
         split: str | None = None,
         shuffle: bool = True,
         seed: int = 0,
@@ -212,11 +217,15 @@ class LakeDataset(IterableDataset[Any]):
         self.release = rel.name
         self.task = task
         self.modalities = tuple(dict.fromkeys(modalities))
+        stats = resolve_stats(normalize, self.spec, rel.name)
         self.decode_spec = DecodeSpec(
             arrays=tuple(m for m in self.modalities if m in RASTERS),
             resample_to=resample_to,
             resample=resample,  # type: ignore[arg-type]
-            normalize=normalize,
+            normalize=stats is not None,
+            stats=()
+            if stats is None or stats is BAND_STATS
+            else tuple((b, float(m), float(sd)) for b, (m, sd) in sorted(stats.items())),
         )
         self.shuffle = shuffle
         self.seed = seed
@@ -486,7 +495,8 @@ class LakeDataset(IterableDataset[Any]):
         if rt is not None and first_ids[0] != first_ids[-1]:  # the first run holds 2+ pieces
             first_part = groups[0][first_ids == first_ids[0]]
             head = rt.prefetch.submit(rt.reader.fetch, needs_of(first_part))
-        submit(0)
+        else:
+            submit(0)
         for j, group in enumerate(groups):
             data: dict[Any, Any] = {}
             failed: dict[Any, Any] = {}
@@ -495,6 +505,7 @@ class LakeDataset(IterableDataset[Any]):
             if head is not None:
                 head_data, head_failed = head.result()
                 head = None
+                submit(0)  # the whole window, once the first piece's own read is done
                 arrays, problems = rt.decoder.decode(  # type: ignore[union-attr]
                     self.items.samples[seq.items[parts[0]]], head_data, head_failed
                 )

@@ -142,12 +142,27 @@ def resample(a: np.ndarray, size: int, mode: Resample = "nearest") -> np.ndarray
     raise ConfigError(f"resample={mode!r}: use one of {', '.join(RESAMPLE_MODES)}")
 
 
-@lru_cache(maxsize=8)
-def band_stats(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and 1/std of a raster array, shaped ``(bands, 1, 1)``, float32."""
+@lru_cache(maxsize=32)
+def band_stats(
+    name: str, stats: tuple[tuple[str, float, float], ...] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and 1/std of a raster array, shaped ``(bands, 1, 1)``, float32.
+
+    Args:
+        name: The raster array.
+        stats: ``(band, mean, std)`` to use (e.g. the lake's own, :mod:`lake.loader.stats`);
+            empty: the official :data:`~lake.bigearthnet.BAND_STATS`.
+
+    Raises:
+        ConfigError: ``stats`` lacks a band of the array.
+    """
+    table = {b: (m, sd) for b, m, sd in stats} if stats else BAND_STATS
     bands = ARRAYS_BY_NAME[name].bands
-    mean = np.array([BAND_STATS[b][0] for b in bands], dtype=np.float32)[:, None, None]
-    inv = np.array([1.0 / BAND_STATS[b][1] for b in bands], dtype=np.float32)[:, None, None]
+    missing = [b for b in bands if b not in table]
+    if missing:
+        raise ConfigError(f"the normalisation statistics lack band(s) {missing} of {name!r}")
+    mean = np.array([table[b][0] for b in bands], dtype=np.float32)[:, None, None]
+    inv = np.array([1.0 / table[b][1] for b in bands], dtype=np.float32)[:, None, None]
     return mean, inv
 
 
@@ -159,13 +174,15 @@ class DecodeSpec:
         arrays: Raster arrays to decode (``s2_10m``, ..., ``reference_map``).
         resample_to: Common side in pixels, or None for native sizes.
         resample: ``nearest`` or ``bilinear`` (the reference map is always nearest).
-        normalize: Normalise rasters with the official band statistics.
+        normalize: Normalise rasters with per-band statistics.
+        stats: ``(band, mean, std)`` to normalise with; empty: the official band statistics.
     """
 
     arrays: tuple[str, ...]
     resample_to: int | None = None
     resample: Resample = "nearest"
     normalize: bool = False
+    stats: tuple[tuple[str, float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.resample not in RESAMPLE_MODES:
@@ -276,6 +293,6 @@ class BlockDecoder:
         if spec.resample_to:
             a = resample(a, spec.resample_to, spec.resample)
         if spec.normalize:
-            mean, inv = band_stats(name)
+            mean, inv = band_stats(name, spec.stats)
             a = (a - mean) * inv
         return a

@@ -184,3 +184,32 @@ def test_empty_lake_says_ingest(tmp_path):
 
     with pytest.raises(ReleaseNotFound, match="lake ingest"):
         compute_stats(store_spec(str(tmp_path / "none"), environ={}), cluster=SYNC)
+
+
+def test_loader_normalises_with_the_lakes_own_stats(jobs_lake):
+    from lake.errors import LayoutError
+    from lake.loader import LakeDataset
+    from lake.loader.stats import lake_band_stats
+
+    with pytest.raises(LayoutError, match="lake pipeline stats"):
+        LakeDataset(jobs_lake, normalize="lake", modalities=["s2_10m"])
+    report = compute_stats(jobs_lake, cluster=SYNC)
+    train = {
+        r["band"]: (r["mean"], r["std"])
+        for r in report.table.to_pylist()
+        if (r["group_by"], r["group"]) == ("split", "train")
+    }
+    assert lake_band_stats(jobs_lake, RELEASE) == train
+    ds = LakeDataset(jobs_lake, normalize="lake", modalities=["s2_10m", "s1"], shuffle=False)
+    official = LakeDataset(jobs_lake, normalize=True, modalities=["s2_10m"], shuffle=False)
+    sample = next(iter(ds))
+    pair = open_lake(jobs_lake).current.patch(sample["patch_id"])
+    for i, band in enumerate(("B02", "B03", "B04", "B08")):
+        mean, std = train[band]
+        want = (pair[band].astype(np.float32) - np.float32(mean)) * np.float32(1 / std)
+        np.testing.assert_allclose(sample["s2_10m"][i], want, rtol=1e-5, atol=1e-5)
+    mean, std = train["VH"]
+    np.testing.assert_allclose(sample["s1"][1], (pair["VH"] - mean) / std, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(next(iter(official))["s2_10m"], sample["s2_10m"])
+    with pytest.raises(ValueError, match="normalize='bogus'"):
+        LakeDataset(jobs_lake, normalize="bogus")
