@@ -126,9 +126,9 @@ class Partial:
         )
 
     def to_bytes(self) -> bytes:
-        """As ``.npz`` bytes (no pickles)."""
+        """As compressed ``.npz`` bytes (no pickles; histograms are mostly zeros)."""
         buf = io.BytesIO()
-        np.savez(
+        np.savez_compressed(
             buf,
             groups=np.array([f"{k}\t{v}" for k, v in self.groups], dtype=str),
             count=self.count,
