@@ -80,6 +80,21 @@ def test_serve_prints_what_a_job_needs(served, tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["patches"] == 4
     assert "dashboard http://127.0.0.1:" in result.stderr
+    # `lake pipeline stats` with the shared cluster options and the password as an option only.
+    result = lake(
+        "pipeline", "stats", "--lake", str(tmp_path / "lake"), "--cluster", doc["address"],
+        "--workers", "2", "--worker-cores", "1", "--worker-memory", "1GiB",
+        "--gateway-password", env["LAKE_GATEWAY_PASSWORD"], "--json",
+        env={"PATH": os.environ["PATH"]},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["release"] == "c1"
+    result = lake(
+        "pipeline", "verify", "--lake", str(tmp_path / "lake"), "--cluster", doc["address"],
+        "--worker-memory", "lots",
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: --worker-memory 'lots' is not a memory size" in result.stderr
 
 
 def test_ingest_refuses_a_gateway_with_a_wrong_password(served, tmp_path):
