@@ -12,17 +12,14 @@ environment, scales it, checks that the workers run the same software as this pr
 the dashboard link, and shuts the cluster down when the block ends: normally, on an error, on
 Ctrl-C and on SIGTERM (the gateway's idle timeout is the second guard). S3 credentials go to the
 workers in the cluster's environment; the store specs sent with the tasks then carry none.
+The Gateway side lives in :mod:`pipelines.gateway_cluster`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
 import re
-import signal
-import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -205,35 +202,6 @@ class ClusterSpec:
         return self.address.rstrip("/"), None
 
 
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Ignore Ctrl-C while the block runs (the cluster's shutdown must not be cut short)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _gateway_error(address: str, exc: BaseException) -> ClusterError:
-    """A failed Gateway request as one line naming the address, the cause and the fix."""
-    status = getattr(exc, "status", None)
-    if status in (401, 403):
-        return ClusterError(
-            f"the Dask Gateway at {address} refused the credentials (HTTP {status}): check the "
-            "password (--gateway-password or LAKE_GATEWAY_PASSWORD)"
-        )
-    if isinstance(exc, OSError):
-        return ClusterError(
-            f"no Dask Gateway answers at {address} ({exc}); start one with `lake gateway serve` "
-            "or check --cluster"
-        )
-    return ClusterError(f"the Dask Gateway at {address} failed: {type(exc).__name__}: {exc}")
-
-
 class Runner:
     """Runs tasks on one cluster; a context manager that owns the cluster's lifetime."""
 
@@ -287,107 +255,11 @@ class Runner:
                 ) from None
             self._check_versions()
         elif kind == "gateway":
-            self._open_gateway()
+            from pipelines.gateway_cluster import open_gateway_cluster
 
-    def _open_gateway(self) -> None:
-        from dask_gateway import BasicAuth, Gateway  # type: ignore[import-untyped]
-        from dask_gateway.client import (  # type: ignore[import-untyped]
-            GatewayClusterError,
-            GatewayServerError,
-        )
-
-        from pipelines.embedded_s3 import signals_interrupt
-
-        spec = self.cluster
-        # SIGTERM and SIGHUP end the job like Ctrl-C: through the shutdown below.
-        self._stack.enter_context(signals_interrupt())
-        http, proxy = spec.gateway_addresses()
-        auth = None if spec.password is None else BasicAuth(getpass.getuser(), spec.password)
-        gateway = Gateway(address=http, proxy_address=proxy, auth=auth)
-        self._stack.callback(close_gateway, gateway)
-        try:
-            options = gateway.cluster_options()
-        except ValueError as exc:  # 404: something answers, but it is no Dask Gateway
-            raise ClusterError(f"{spec.address} is no Dask Gateway ({exc})") from None
-        except (OSError, GatewayServerError, _aiohttp_error()) as exc:
-            raise _gateway_error(spec.address, exc) from None
-        env_sent = self._set_options(options)
-        with _sigint_deferred():  # the cluster must be known to the shutdown below
-            try:
-                cluster = gateway.new_cluster(options, shutdown_on_close=True)
-            except (GatewayClusterError, GatewayServerError, ValueError) as exc:
-                raise ClusterError(
-                    f"the Dask Gateway at {spec.address} could not start a cluster ({exc}); "
-                    "see the gateway's log"
-                ) from None
-            self._stack.callback(self._shutdown, gateway, cluster)
-        self.cluster_name = cluster.name
-        cluster.scale(spec.n_workers)
-        self._client = cluster.get_client(set_as_default=False)
-        self._stack.callback(self._client.close)
-        try:
-            self._client.wait_for_workers(spec.n_workers, timeout=spec.ready_timeout)
-        except TimeoutError:
-            raise ClusterError(
-                f"the Gateway cluster {cluster.name} at {spec.address} did not get "
-                f"{spec.n_workers} workers in {spec.ready_timeout:.0f} s; check the gateway's "
-                "log and its limits (cores, memory)"
-            ) from None
-        self._check_versions()
-        env = dict(spec.environment)
-        if env_sent and "AWS_SECRET_ACCESS_KEY" in env:
-            self._env_credentials = (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
-        self._dashboard = str(cluster.dashboard_link)
-        print(
-            f"Dask Gateway cluster {cluster.name}: {spec.n_workers} workers; "
-            f"dashboard {self._dashboard}",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def _set_options(self, options: Any) -> bool:
-        """Put the spec's worker cores, memory and environment into the Gateway's options.
-
-        Returns:
-            Whether the environment went in (the gateway offers an ``environment`` option).
-        """
-        spec = self.cluster
-        wanted: dict[str, Any] = {}
-        if spec.worker_cores is not None:
-            wanted["worker_cores"] = spec.worker_cores
-        if spec.worker_memory is not None:
-            wanted["worker_memory"] = int(spec.worker_memory) / 2**30  # GiB, as the configs ask
-        env_sent = bool(spec.environment) and "environment" in options
-        if env_sent:
-            wanted["environment"] = {**options["environment"], **dict(spec.environment)}
-        for name, value in wanted.items():
-            try:
-                options[name] = value
-            except KeyError:
-                raise ConfigError(
-                    f"the Dask Gateway at {spec.address} offers no {name!r} cluster option "
-                    f"(it offers {', '.join(options) or 'none'})"
-                ) from None
-            except (TypeError, ValueError) as exc:
-                flag = "--" + name.replace("_", "-")
-                shown = {"environment": "(environment)", "worker_memory": f"{value:g}GiB"}.get(
-                    name, value
-                )
-                raise ConfigError(
-                    f"{flag} {shown}: the Dask Gateway at {spec.address} refuses it: {exc}"
-                ) from None
-        return env_sent
-
-    def _shutdown(self, gateway: Any, cluster: Any) -> None:
-        """Stop a Gateway cluster; Ctrl-C cannot interrupt it, a failure falls back to the API."""
-        with _sigint_deferred():
-            try:
-                cluster.shutdown()
-            except Exception:
-                with contextlib.suppress(Exception):
-                    gateway.stop_cluster(cluster.name)
-            finally:
-                close_gateway(cluster.gateway)  # the cluster's own client of the gateway
+            opened = open_gateway_cluster(self.cluster, self._stack)
+            self._client, self._dashboard = opened.client, opened.dashboard
+            self.cluster_name, self._env_credentials = opened.name, opened.env_credentials
 
     def _check_versions(self) -> None:
         check_versions(self._client.get_versions(packages=[DISTRIBUTION]), self.cluster.address)
@@ -451,25 +323,3 @@ class Runner:
                     bar.update()
         finally:
             bar.close()
-
-
-def close_gateway(gateway: Any) -> None:
-    """Close a ``dask_gateway.Gateway`` client once and for all (idempotent).
-
-    dask-gateway 2026.3 closes it again when it is garbage-collected, which fails with
-    "Accessing the loop property while the loop is not running" (distributed 2026.8): so the
-    collector is told there is nothing left to close.
-    """
-    if "_loop_runner" not in gateway.__dict__:
-        return
-    try:
-        gateway.close()
-    finally:
-        gateway.__dict__.pop("_loop_runner", None)
-
-
-def _aiohttp_error() -> type[BaseException]:
-    """aiohttp.ClientError: what the Gateway client raises for HTTP 401 and the like."""
-    import aiohttp
-
-    return aiohttp.ClientError

@@ -22,9 +22,10 @@ from lake.config import StoreSpec
 from lake.errors import ConfigError
 from lake.reader import open_lake
 from lake.storage import filesystem
-from pipelines.cluster import ClusterError, ClusterSpec, Runner, close_gateway
+from pipelines.cluster import ClusterError, ClusterSpec, Runner
 from pipelines.embedded_s3 import free_port
 from pipelines.gateway import GatewayEndpoint, LocalGateway
+from pipelines.gateway_cluster import close_gateway
 from pipelines.ingest import IngestOptions, IngestReport, ingest
 from pipelines.sources.open import open_source
 from pipelines.stats import compute_stats
