@@ -192,15 +192,26 @@ def _band_partial(
     """Reduce one band of a block of samples ``(n, H, W)`` into ``out[:, column]``."""
     n = values.shape[0]
     v = values.reshape(n, -1)
-    finite = np.isfinite(v) if v.dtype.kind == "f" else np.ones(v.shape, dtype=bool)
-    cnt = finite.sum(axis=1)
-    x = np.where(finite, v, 0).astype(np.float64)
-    mean = x.sum(axis=1) / np.maximum(cnt, 1)
-    m2 = (np.where(finite, x - mean[:, None], 0.0) ** 2).sum(axis=1)
-    lo = np.where(finite, x, np.inf).min(axis=1)
-    hi = np.where(finite, x, -np.inf).max(axis=1)
-    bins = _bins(v, band) + (np.arange(n, dtype=np.int64) * NBINS)[:, None]
-    hist = np.bincount(bins[finite], minlength=n * NBINS).reshape(n, NBINS)
+    offsets = (np.arange(n, dtype=np.int64) * NBINS)[:, None]
+    if v.dtype.kind == "f" and not np.isfinite(v).all():
+        finite = np.isfinite(v)
+        cnt = finite.sum(axis=1)
+        x = np.where(finite, v, 0).astype(np.float64)
+        mean = x.sum(axis=1) / np.maximum(cnt, 1)
+        m2 = (np.where(finite, x - mean[:, None], 0.0) ** 2).sum(axis=1)
+        lo = np.where(finite, x, np.inf).min(axis=1)
+        hi = np.where(finite, x, -np.inf).max(axis=1)
+        bins = (_bins(v, band) + offsets)[finite]
+    else:  # every value counts (always for the uint16 S2 bands): no masks
+        cnt = np.full(n, v.shape[1], dtype=np.int64)
+        x = v.astype(np.float64)
+        mean = x.sum(axis=1) / v.shape[1]
+        x -= mean[:, None]
+        m2 = np.einsum("ij,ij->i", x, x)
+        lo = v.min(axis=1).astype(np.float64)
+        hi = v.max(axis=1).astype(np.float64)
+        bins = (_bins(v, band) + offsets).ravel()
+    hist = np.bincount(bins, minlength=n * NBINS).reshape(n, NBINS)
     for row, g in enumerate(out.groups):
         m = masks[g]
         total = int(cnt[m].sum())
