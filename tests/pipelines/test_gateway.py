@@ -117,7 +117,8 @@ def test_ingest_on_gateway_equals_local_run(lakes, gateway):
     assert_no_cluster_left(gateway)
     # The S3 secret is neither in the gateway's log nor in the cluster spec's repr.
     secret = lakes.remote.secret
-    assert secret and secret not in gateway.log.read_text()
+    log = gateway.log.read_text()
+    assert secret and secret not in log and gateway.endpoint.password not in log
     assert secret not in repr(lakes.cluster)
 
 
