@@ -116,7 +116,6 @@ def test_combine_is_order_independent(jobs_lake):
     np.testing.assert_allclose(forward.m2, backward.m2[rows], rtol=1e-11)
 
 
-@pytest.mark.slow
 def test_killed_worker_still_gives_the_right_numbers(jobs_lake):
     """MUST-SHOW: SIGKILL a worker of a LocalCluster with nannies during the job."""
     from distributed import Client, LocalCluster
