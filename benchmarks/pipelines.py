@@ -127,7 +127,8 @@ def run_case(args: argparse.Namespace, source: Path, work: Path, workers: int) -
         out["cluster_start_s"] = round(time.perf_counter() - t0, 2)
         target = ClusterSpec(cluster.scheduler_address)
     else:
-        target = ClusterSpec(args.cluster, workers)
+        password = args.gateway_password or os.environ.get("LAKE_GATEWAY_PASSWORD") or None
+        target = ClusterSpec(args.cluster, workers, password=password)
     try:
         opts = IngestOptions(
             release="b1",
@@ -195,6 +196,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="local",
         help="local (a LocalCluster per worker count), tcp://scheduler:8786 or "
         "gateway://127.0.0.1:PORT (jobs only; no xarray baseline)",
+    )
+    ap.add_argument(
+        "--gateway-password", help="Dask Gateway password (default: env LAKE_GATEWAY_PASSWORD)"
     )
     ap.add_argument("--samples-per-shard", type=int, default=256, help="pairs per shard")
     ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic source")
