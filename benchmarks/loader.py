@@ -806,12 +806,21 @@ def main() -> None:
     ap.add_argument(
         "--retries", type=int, default=2, help="reruns of an epoch that fails (default 2)"
     )
+    ap.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="print the tables of an earlier --json-out file as Markdown, and exit",
+    )
     ap.add_argument("--epoch", choices=FORMATS, help=argparse.SUPPRESS)
     ap.add_argument("--save-state", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--resume-state", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.epoch:
         return epoch_main(args)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return None
     formats = [f for f in args.formats.split(",") if f]
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -879,6 +888,51 @@ def main() -> None:
     finally:
         if not args.keep and args.out is None:
             shutil.rmtree(base, ignore_errors=True)
+
+
+NAMES = {
+    "lake": "**this lake** (Zarr shards, `LakeDataLoader`)",
+    "litdata": "LitData 0.2.76 (`optimize` chunks, `StreamingDataLoader`)",
+    "mds": "MosaicML Streaming 0.13.0 (MDS shards)",
+    "wds": "WebDataset 1.0.2 (tar shards via `pipe:rclone cat`)",
+    "geotiff": "naive GeoTIFF per band (s3fs + tifffile)",
+}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report's tables, one per run, as Markdown."""
+    lines = []
+    sizes = report["data"]["bytes"]
+    for run, res in report["runs"].items():
+        ceiling = res["raw_ceiling"]
+        lines += [
+            f"**{run} added latency** (raw ceiling: {ceiling['MB_s']} MB/s, parallel GETs of "
+            f"the lake's {ceiling['objects']} shard objects; lake / best peer: "
+            f"**{res.get('lake_vs_best_peer')}x** samples/s; lake / ceiling: "
+            f"{res.get('lake_share_of_ceiling')} of the bytes/s)",
+            "",
+            "| loader | samples/s | MB/s | first batch s | peak RSS MB | CPU s / 1000 "
+            "| stored GB | notes |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for fmt, row in res["formats"].items():
+            gb = round(sizes["lake_read" if fmt == "lake" else fmt] / 1e9, 2)
+            if "error" in row:
+                lines.append(f"| {NAMES[fmt]} | failed | | | | | {gb} | {row['error']} |")
+                continue
+            notes = []
+            if not row["complete"]:
+                notes.append("stopped at the time limit")
+            if row.get("failed_tries"):
+                notes.append(f"{row['failed_tries']} failed tries first")
+            if "resume_next_batch_s" in row:
+                notes.append(f"resume to next batch {row['resume_next_batch_s']} s")
+            lines.append(
+                f"| {NAMES[fmt]} | {row['samples_s']} | {row['MB_s']} | {row['first_batch_s']} "
+                f"| {row['peak_rss_mb']} | {row['cpu_s_per_1000']} | {gb} | {'; '.join(notes)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _first_ids(lake_dir: Path, n: int) -> list[str]:
