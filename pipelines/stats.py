@@ -482,6 +482,9 @@ def compute_stats(
                 on_start(runner)
             for _ in runner.map(stats_task, todo, spec, rel.name, desc="stats", progress=progress):
                 pass
+        # The workers wrote the partials; this client listed the folder before they did, and
+        # s3fs would answer from that listing (FileNotFoundError on S3).
+        fs.invalidate_cache(work)
     total = Partial.empty([("all", "all")])
     for t in tasks:
         total = combine(

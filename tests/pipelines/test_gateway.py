@@ -122,13 +122,6 @@ def test_ingest_on_gateway_equals_local_run(lakes, gateway):
     assert secret not in repr(lakes.cluster)
 
 
-@pytest.mark.xfail(
-    raises=FileNotFoundError,
-    strict=True,
-    reason="pipelines/stats.py lists the work folder (fs.find) before the tasks run, then reads "
-    "the partials that other processes wrote through that stale s3fs listing cache; fix: "
-    "fs.invalidate_cache(work) after runner.map",
-)
 def test_stats_on_gateway_equal_local_run(lakes, gateway):
     got = compute_stats(lakes.remote, "g1", cluster=lakes.cluster)
     want = compute_stats(lakes.local, "g1", cluster=ClusterSpec("sync"))
