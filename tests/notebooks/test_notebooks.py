@@ -5,13 +5,15 @@ Python (a kernelspec written to a temporary folder, so no other Jupyter installa
 must finish without an error and must draw its figures. ``01-quickstart`` runs from nothing (it
 starts its own endpoint, builds the lake and stops the endpoint); the others then run in the same
 folder, on that lake and on an endpoint that this module starts over it, which they find and
-reuse without stopping it.
+reuse without stopping it. ``05-dask-gateway`` also starts a Dask Gateway on loopback, runs the
+stats job on a cluster of it and stops the Gateway: no cluster and no process may be left.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 from pipelines import tour
+from pipelines.stats import BANDS, read_stats
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 KERNEL = "bigearthnet-lake-tests"
@@ -83,6 +86,20 @@ def text(nb: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
+def html(nb: nbformat.NotebookNode) -> str:
+    return "\n".join(o.get("data", {}).get("text/html", "") for o in outputs(nb))
+
+
+def processes_in(folder: Path) -> list[psutil.Process]:
+    """Live processes whose working folder is ``folder`` or below it."""
+    found = []
+    for p in psutil.process_iter(["cwd", "status"]):
+        cwd = p.info["cwd"]
+        if cwd and p.info["status"] != psutil.STATUS_ZOMBIE and Path(cwd).is_relative_to(folder):
+            found.append(p)
+    return found
+
+
 def rclone_serving(folder: Path) -> list[psutil.Process]:
     """Live rclone processes serving something under ``folder``."""
     found = []
@@ -103,11 +120,12 @@ def test_the_kernel_is_this_python(kernels: KernelSpecManager, tmp_path: Path) -
 
 def test_notebooks_are_stored_without_outputs() -> None:
     paths = sorted(NOTEBOOKS.glob("*.ipynb"))
-    assert [p.name for p in paths][:4] == [
+    assert [p.name for p in paths][:5] == [
         "01-quickstart.ipynb",
         "02-stac-search.ipynb",
         "03-sql.ipynb",
         "04-training.ipynb",
+        "05-dask-gateway.ipynb",
     ]
     for path in paths:
         nb = nbformat.read(path, as_version=4)
@@ -149,7 +167,7 @@ def test_notebook_on_the_shared_lake(
     kernels: KernelSpecManager,
 ) -> None:
     nb = execute(name, shared_tour.folder.parent, kernels)
-    said = text(nb) + "\n".join(o.get("data", {}).get("text/html", "") for o in outputs(nb))
+    said = text(nb) + html(nb)
     assert "s3://lake/tour reused" in said, "the notebook rebuilt the lake"
     for words in says:
         assert words in said, f"{name}: no {words!r} in its outputs"
@@ -157,3 +175,32 @@ def test_notebook_on_the_shared_lake(
     assert shared_tour._server is not None and shared_tour._server.running, (
         "the notebook stopped an endpoint it did not start"
     )
+
+
+@pytest.mark.s3
+def test_05_dask_gateway(shared_tour: tour.Tour, kernels: KernelSpecManager) -> None:
+    """The stats job on a Gateway cluster: figures drawn, nothing left running (about 10 s)."""
+    folder = shared_tour.folder.parent
+    gateway_dir = shared_tour.folder / "gateway"
+    t0 = time.perf_counter()
+    nb = execute("05-dask-gateway", folder, kernels)
+    seconds = time.perf_counter() - t0
+    said = text(nb)
+    assert "s3://lake/tour reused" in said, "the notebook rebuilt the lake"
+    assert "Dask Gateway at gateway://127.0.0.1:" in said
+    assert 'dashboard <a href="http://127.0.0.1:' in html(nb), "no dashboard link shown"
+    assert "release v1: 200 pairs, 7 shards (0 reused" in said
+    assert figures(nb) >= 2
+    assert "clusters on the Gateway: 0" in said and "Gateway running: False" in said
+    # The job wrote its table into the lake; the kernel left no gateway, proxy, scheduler or
+    # worker behind (they all run in the gateway's folder); the endpoint is still ours.
+    assert read_stats(shared_tour.spec).num_rows >= len(BANDS)
+    assert (gateway_dir / "clusters").is_dir()
+    deadline = time.monotonic() + 10
+    while processes_in(gateway_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the kernel has been told to shut down; its children may be exiting
+    assert processes_in(gateway_dir) == [], "the notebook left Gateway processes running"
+    assert shared_tour._server is not None and shared_tour._server.running, (
+        "the notebook stopped an endpoint it did not start"
+    )
+    assert seconds < 120, f"05-dask-gateway took {seconds:.0f} s"
