@@ -18,13 +18,18 @@ import typer
 from lake.config import StoreSpec, store_spec
 from lake.errors import LakeError
 from pipelines.cli_options import (
+    ClusterOpt,
     EndpointOpt,
+    GatewayPasswordOpt,
     JsonOpt,
     KeyOpt,
     LakeOpt,
     RegionOpt,
     ReleaseOpt,
     SecretOpt,
+    WorkerCoresOpt,
+    WorkerMemoryOpt,
+    WorkersOpt,
 )
 
 if TYPE_CHECKING:
@@ -154,12 +159,11 @@ def ingest(
     scan_batch: Annotated[
         int, typer.Option("--scan-batch", min=1, help="Pairs per scan task (resume granularity).")
     ] = 256,
-    cluster: Annotated[
-        str, typer.Option("--cluster", help="local | threads | sync | tcp://scheduler:8786")
-    ] = "local",
-    workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Workers of a local cluster.")
-    ] = None,
+    cluster: ClusterOpt = "local",
+    workers: WorkersOpt = None,
+    worker_cores: WorkerCoresOpt = None,
+    worker_memory: WorkerMemoryOpt = None,
+    gateway_password: GatewayPasswordOpt = None,
     restart: Annotated[
         bool, typer.Option("--restart", help="Discard an unfinished ingest of this release.")
     ] = False,
@@ -175,13 +179,14 @@ def ingest(
     reference encoder's LMDB, next to metadata.parquet (and optionally BigEarthNet.txt.parquet).
     """
     from lake.layout import quarantine_path
-    from pipelines.cluster import ClusterSpec
+    from pipelines.cli_options import cluster_spec
     from pipelines.ingest import IngestOptions
     from pipelines.ingest import ingest as run_ingest
     from pipelines.sources.open import open_source
 
     spec = _spec(lake, endpoint_url, key, secret, region)
     try:
+        on = cluster_spec(cluster, workers, worker_cores, worker_memory, gateway_password)
         src = open_source(source, kind=kind, metadata_path=metadata)
         opts = IngestOptions(
             release=release,
@@ -191,7 +196,7 @@ def ingest(
             restart=restart,
             progress=not as_json,
         )
-        rep = run_ingest(src, spec, opts, ClusterSpec(cluster, workers))
+        rep = run_ingest(src, spec, opts, on)
     except LakeError as exc:
         raise _fail(exc) from None
     except _storage_errors() as exc:

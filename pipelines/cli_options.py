@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipelines.cluster import CLUSTER_HELP
+from pipelines.cluster import CLUSTER_HELP, ClusterSpec
 
 LakeOpt = Annotated[
     Optional[str],  # noqa: UP045 (typer needs Optional on 3.11)
@@ -70,3 +70,20 @@ GatewayPasswordOpt = Annotated[
         "config, e.g. DASK_GATEWAY__AUTH__KWARGS__PASSWORD).",
     ),
 ]
+
+
+def cluster_spec(
+    address: str,
+    workers: int | None,
+    cores: int | None,
+    memory: str | None,
+    password: str | None,
+) -> ClusterSpec:
+    """The :class:`~pipelines.cluster.ClusterSpec` of the shared cluster options.
+
+    Raises:
+        ConfigError: A bad address, size or memory string (the message names the option).
+    """
+    return ClusterSpec(
+        address, workers, worker_cores=cores, worker_memory=memory, password=password
+    )

@@ -29,6 +29,7 @@ from pipelines.cli_options import (
     WorkerCoresOpt,
     WorkerMemoryOpt,
     WorkersOpt,
+    cluster_spec,
 )
 
 if TYPE_CHECKING:
@@ -49,12 +50,9 @@ def _cluster(
     password: str | None,
 ) -> ClusterSpec:
     from pipelines.cli import _fail
-    from pipelines.cluster import ClusterSpec
 
     try:
-        return ClusterSpec(
-            address, workers, worker_cores=cores, worker_memory=memory, password=password
-        )
+        return cluster_spec(address, workers, cores, memory, password)
     except LakeError as exc:
         raise _fail(exc) from None
 
@@ -64,7 +62,7 @@ def _announce(as_json: bool) -> Any:
 
     def on_start(runner: Runner) -> None:
         link = runner.dashboard
-        if link:
+        if link and runner.cluster.kind != "gateway":  # a Gateway cluster announces itself
             typer.echo(f"dashboard: {link}", err=True)
 
     return on_start

@@ -251,7 +251,7 @@ def ingest(
     rows = list(
         zip(meta.column("patch_id").to_pylist(), meta.column("s1_name").to_pylist(), strict=True)
     )
-    with Runner(cluster) as runner:
+    with Runner(cluster.with_store(spec)) as runner:
         scans = _scan(runner, source, rows, options, state, report)
         valid_ids, georef, rejected = _collect(scans, rows)
         rejected.extend(

@@ -100,7 +100,7 @@ def test_serve_prints_what_a_job_needs(served, tmp_path):
 def test_ingest_refuses_a_gateway_with_a_wrong_password(served, tmp_path):
     _, doc = served
     source = synthesize(2, tmp_path / "src", fmt="folders", seed=3).out
-    env = {**doc["environment"], "DASK_GATEWAY__AUTH__KWARGS__PASSWORD": "wrong"}
+    env = {**doc["environment"], "LAKE_GATEWAY_PASSWORD": "wrong"}
     result = lake(
         "ingest",
         str(source),
