@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from catalog.build import build_catalog
 from lake.config import StoreSpec
-from lake.errors import BadInput, PublishConflict
+from lake.errors import BadInput, PublishConflict, SourceError
 from lake.layout import check_release_name, patches_path, quarantine_path, work_path
 from lake.patchstore import create_group, open_group, shard_object_keys, write_block
 from lake.release import ObjectEntry, hash_objects, publish, read_json, read_root
@@ -260,6 +260,8 @@ def ingest(
                 set(meta.column("patch_id").to_pylist()), set(meta.column("s1_name").to_pylist())
             )
         )
+        if not valid_ids:
+            raise SourceError(_nothing_valid(source, rejected))
         order = plan_order(valid_ids, options.seed)
         ordered = [valid_ids[i] for i in order]
         s1_of = dict(rows)
@@ -293,6 +295,19 @@ def ingest(
     report.bytes = int(manifest["total_bytes"])
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _nothing_valid(source: Source, rejected: Sequence[Mapping[str, Any]]) -> str:
+    """The message when every pair of a source was rejected (nothing is published)."""
+    reasons: dict[str, int] = {}
+    for r in rejected:
+        reasons[str(r["reason"])] = reasons.get(str(r["reason"]), 0) + 1
+    shown = "; ".join(f"{r['subject']}: {r['reason']} ({r['detail']})" for r in rejected[:3])
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+    return (
+        f"{getattr(source, 'root', source.kind)}: no pair can be ingested "
+        f"({len(rejected)} records rejected: {summary}), so nothing was published; first: {shown}"
+    )
 
 
 def _already_published(

@@ -101,23 +101,24 @@ def open_source(
         SourceError: The path does not exist, holds no source or several kinds, or has no
             metadata parquet.
     """
-    root = Path(path)
+    # Absolute paths: the source travels to workers that may run in another folder.
+    root = Path(path).absolute()
     if not root.is_dir():
         raise SourceError(f"{root}: source folder does not exist")
     chosen = _pick_kind(root, kind)
     folders = [root] if chosen != "lmdb" or root != _lmdb_path(root) else [root, root.parent]
-    metadata = Path(metadata_path) if metadata_path else _find(METADATA_FILE, folders)
+    metadata = Path(metadata_path).absolute() if metadata_path else _find(METADATA_FILE, folders)
     if metadata is None or not metadata.is_file():
         raise SourceError(
             f"{metadata or root / METADATA_FILE}: metadata parquet does not exist; "
             "pass metadata_path= (or --metadata)"
         )
-    found_text = Path(text_path) if text_path else _find(TEXT_FILE, folders)
+    found_text = Path(text_path).absolute() if text_path else _find(TEXT_FILE, folders)
     text = None if found_text is None else str(found_text)
-    extra = tuple(os.fspath(p) for p in extra_metadata)
+    extra = tuple(os.fspath(Path(p).absolute()) for p in extra_metadata)
     if chosen == "folders":
         return FolderSource(str(root), str(metadata), extra, text)
     if chosen == "tar.zst":
-        staging = None if staging_dir is None else os.fspath(staging_dir)
+        staging = None if staging_dir is None else os.fspath(Path(staging_dir).absolute())
         return TarZstSource(str(root), staging, str(metadata), extra, text)
     return LmdbSource(str(_lmdb_path(root)), str(metadata), extra, text)
