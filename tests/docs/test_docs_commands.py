@@ -15,6 +15,11 @@ when the docs show a command it does not know (or when it lists one the docs no 
 * :data:`COVERED`: run elsewhere; the entry names the test that does it (checked to exist).
 * :data:`OPTIONS_ONLY`: hours-long benchmark commands; their script's ``--help`` must list every
   option they use.
+* :data:`NEEDS_EXTERNAL`: commands that need Docker, Kubernetes or a cloud account, which this
+  machine and CI lack. They are not run: :func:`test_external_command_is_consistent` parses each
+  one and checks it against the files it names (the Dockerfile, the compose file and its
+  services, the Helm values and the keys it sets) and against the commands next to it (the image
+  pushed is the one built, the namespace listed is the one installed into).
 * Every ``python`` block runs (each in a fresh interpreter, in the sandbox), and every ``sql``
   block: with plain DuckDB when it reads Parquet by path (``docs/format.md`` promises no project
   code is needed), else in ``lake.connect("./lake-data")``.
@@ -26,8 +31,12 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +46,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from pipelines import tour
-from pipelines.embedded_s3 import EmbeddedS3
+from pipelines.embedded_s3 import EmbeddedS3, _die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -63,6 +73,9 @@ RUN: dict[str, int] = {
     "\"FROM vqa WHERE split = 'bench'\"": 0,
     "lake sql --lake ./lake-data --schema": 0,
     "lake sql --lake ./lake-data": 0,  # the prompt; stdin is empty here, so it ends at once
+    "lake pipeline export s3://bucket/test-split --lake s3://bucket/lake "
+    "--sql \"SELECT patch_id FROM patches WHERE split = 'test'\"": 0,
+    "lake pipeline verify --lake s3://bucket/lake": 0,
 }
 
 #: Exercised by another test (``path::name``); the reason says how.
@@ -91,6 +104,42 @@ COVERED: dict[str, tuple[str, str]] = {
         "tests/catalog/test_search_cli.py::test_serve_binds_loopback_and_answers",
         "serves until stopped; that test starts it, queries it and stops it",
     ),
+    "lake s3 serve --dir s3-data --port 9000 --bucket lake": (
+        "tests/pipelines/test_cli.py::test_s3_serve_serves_and_stops_with_its_rclone_on_sigterm",
+        "serves until stopped; that test starts it (bucket `lake`), uses it and stops it",
+    ),
+    "lake gateway serve --port 8000": (
+        "tests/pipelines/test_gateway_cli.py::test_sigterm_stops_the_gateway",
+        "serves until stopped; that test starts it with --port, evals its export lines and "
+        "stops it with SIGTERM (test_serve_prints_what_a_job_needs runs jobs on it)",
+    ),
+    "LAKE_GATEWAY_PASSWORD=choose-one LAKE_GATEWAY_ADDRESS=127.0.0.1:8000 "
+    ".venv/bin/dask-gateway-server -f infra/gateway/dask_gateway_config.py": (
+        "tests/docs/test_docs_commands.py::test_dask_gateway_server_by_hand",
+        "serves until stopped; that test runs the line as shown, on a free port instead of 8000",
+    ),
+    "lake ingest source --lake s3://lake/bigearthnet --release v1 "
+    "--cluster gateway://127.0.0.1:8000 --workers 2": (
+        "tests/pipelines/test_gateway_cli.py::test_serve_prints_what_a_job_needs",
+        "needs a running gateway: that test runs `lake ingest --cluster gateway://...` on the "
+        "one `lake gateway serve` started (tests/pipelines/test_gateway.py: on S3 too)",
+    ),
+    "lake pipeline stats --lake s3://lake/bigearthnet --cluster gateway://127.0.0.1:8000 "
+    "--workers 2": (
+        "tests/pipelines/test_gateway_cli.py::test_serve_prints_what_a_job_needs",
+        "needs a running gateway: that test runs `lake pipeline stats --cluster gateway://... "
+        "--workers 2` on the one `lake gateway serve` started",
+    ),
+    "lake pipeline stats --lake s3://bucket/lake --cluster gateway://127.0.0.1:8000 --workers 2 "
+    "--worker-memory 2GiB": (
+        "tests/pipelines/test_gateway_cli.py::test_serve_prints_what_a_job_needs",
+        "needs a running gateway: that test runs `lake pipeline stats --cluster gateway://... "
+        "--workers 2 --worker-memory 1GiB`; notebooks/05 runs the job on S3",
+    ),
+    ".venv/bin/python -m pytest tests/notebooks": (
+        "tests/docs/test_docs_commands.py::test_make_targets_run_what_the_docs_say",
+        "`make test` runs `pytest -q`, which collects tests/notebooks (this runs that folder only)",
+    ),
 }
 
 #: Benchmark commands (hours on the full data): their script's --help must list their options.
@@ -99,6 +148,26 @@ OPTIONS_ONLY = {
     ".venv/bin/python benchmarks/sql.py --workers 2 --repeat 5 --json-out bench-output/sql.json",
     ".venv/bin/python benchmarks/search.py --rounds 4 --markdown --json-out "
     "bench-output/search.json",
+}
+
+
+#: Need Docker, Kubernetes or a cloud account (not here, not in CI): parsed and checked against
+#: the files they name by :func:`test_external_command_is_consistent`, not run.
+NEEDS_EXTERNAL: dict[str, str] = {
+    "docker build -f infra/docker/Dockerfile -t registry.example.org/bigearthnet-lake:0.1.0 .": (
+        "Docker and a registry"
+    ),
+    "docker push registry.example.org/bigearthnet-lake:0.1.0": "Docker and a registry",
+    "helm repo add dask https://helm.dask.org": "Helm and the network",
+    "helm upgrade --install lake-gateway dask/dask-gateway --namespace lake --create-namespace "
+    "--values infra/helm/dask-gateway-values.yaml "
+    '--set gateway.auth.simple.password="$LAKE_GATEWAY_PASSWORD"': "Helm and a Kubernetes cluster",
+    "kubectl --namespace lake get services": "a Kubernetes cluster",
+    "cp infra/compose/example.env infra/compose/.env": (
+        "writes the compose secrets file into the checkout; its source is checked instead"
+    ),
+    "docker compose -f infra/compose/compose.yaml up -d minio bucket gateway": "Docker Compose",
+    "docker compose -f infra/compose/compose.yaml up -d stac": "Docker Compose",
 }
 
 
@@ -117,20 +186,25 @@ class Block:
 
 
 def fenced_blocks(path: Path) -> list[Block]:
-    """The fenced blocks of a Markdown file, with their language and first line number."""
+    """The fenced blocks of a Markdown file, with their language and first line number.
+
+    Fences may be indented (a block inside a list item); the body loses that indentation.
+    """
     blocks, lines = [], path.read_text().splitlines()
     i = 0
     while i < len(lines):
-        m = re.match(r"^(`{3,}|~{3,})\s*([\w+-]*)", lines[i])
+        m = re.match(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)", lines[i])
         if not m:
             i += 1
             continue
-        fence, start, body = m[1], i + 1, []
+        indent, fence, lang, start, body = len(m[1]), m[2], m[3], i + 1, []
         i += 1
-        while i < len(lines) and not lines[i].startswith(fence):
-            body.append(lines[i])
+        while i < len(lines) and not lines[i].lstrip().startswith(fence):
+            line = lines[i]
+            cut = len(line) - len(line.lstrip())  # at most the fence's indentation
+            body.append(line[min(indent, cut) :])
             i += 1
-        blocks.append(Block(path, start, m[2].lower(), "\n".join(body)))
+        blocks.append(Block(path, start, lang.lower(), "\n".join(body)))
         i += 1
     return blocks
 
@@ -195,14 +269,20 @@ def test_every_command_in_the_docs_is_exercised() -> None:
     unknown = [
         f"{where}: {cmd}"
         for cmd, where in shown
-        if cmd not in RUN and cmd not in COVERED and cmd not in OPTIONS_ONLY
+        if cmd not in RUN
+        and cmd not in COVERED
+        and cmd not in OPTIONS_ONLY
+        and cmd not in NEEDS_EXTERNAL
     ]
     assert not unknown, (
         "commands shown in the docs that no test exercises; add each to RUN, COVERED (with the "
-        "test that runs it) or OPTIONS_ONLY in tests/docs/test_docs_commands.py:\n"
+        "test that runs it), OPTIONS_ONLY or NEEDS_EXTERNAL in tests/docs/test_docs_commands.py:\n"
         + "\n".join(unknown)
     )
-    listed = set(RUN) | set(COVERED) | OPTIONS_ONLY
+    lists = [set(RUN), set(COVERED), OPTIONS_ONLY, set(NEEDS_EXTERNAL)]
+    twice = sorted(c for k, a in enumerate(lists) for b in lists[k + 1 :] for c in a & b)
+    assert not twice, f"listed in two categories: {twice}"
+    listed = set().union(*lists)
     stale = sorted(listed - {cmd for cmd, _ in shown})
     assert not stale, f"listed here but no longer in the docs (remove them): {stale}"
 
@@ -379,3 +459,195 @@ def test_readme_build_commands_verbatim(tmp_path: Path) -> None:
         doc = json.loads(info.stdout)
         counts = doc["releases"][doc["current"]]["counts"]
         assert counts["patches"] == 1000, counts  # the synthetic source is clean
+
+
+# -- servers shown with a fixed port --------------------------------------------------------
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def test_dask_gateway_server_by_hand(tmp_path: Path) -> None:
+    """docs/operations.md's dask-gateway-server line serves, as shown but on a free port."""
+    (shown,) = [c for c, _ in all_commands() if "dask-gateway-server -f" in c]
+    port = free_port()
+    command = shown.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    assert command != shown, "the line no longer sets LAKE_GATEWAY_ADDRESS=127.0.0.1:8000"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKE_", "DASK_GATEWAY"))}
+    env["LAKE_GATEWAY_CLUSTERS_DIR"] = str(tmp_path / "clusters")  # not a temp folder of /tmp
+    args = shlex.split(command)
+    while re.match(r"^[A-Z_]+=", args[0]):  # `NAME=value command`, as the shell does it
+        name, _, value = args.pop(0).partition("=")
+        env[name] = value
+    log = tmp_path / "gateway.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(f"http://127.0.0.1:{port}/api/health"):
+            assert proc.poll() is None, f"it exited with {proc.returncode}:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"no answer in 60 s:\n{log.read_text()}"
+            time.sleep(0.2)
+        assert "choose-one" not in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert not _answers(f"http://127.0.0.1:{port}/api/health"), "still serving after SIGTERM"
+
+
+# -- commands that need Docker, Kubernetes or a cloud account -------------------------------
+
+
+def _yaml(relative: str) -> dict[str, object]:
+    doc = yaml.safe_load((ROOT / relative).read_text())
+    assert isinstance(doc, dict), f"{relative} is not a YAML mapping"
+    return doc
+
+
+def _option(args: list[str], *names: str) -> list[str]:
+    """Every value of an option given as ``--name value`` or ``--name=value``."""
+    values = []
+    for k, arg in enumerate(args):
+        for name in names:
+            if arg == name and k + 1 < len(args):
+                values.append(args[k + 1])
+            elif arg.startswith(name + "="):
+                values.append(arg[len(name) + 1 :])
+    return values
+
+
+def _has_key(doc: object, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(doc, dict) or part not in doc:
+            return False
+        doc = doc[part]
+    return True
+
+
+def _shown_args(prefix: str) -> list[list[str]]:
+    """The argument lists of every shown command that starts with ``prefix``."""
+    return [shlex.split(c) for c, _ in all_commands() if c.startswith(prefix)]
+
+
+def external_problems(command: str) -> list[str]:
+    """What does not add up in a command that cannot run here (empty: nothing)."""
+    args = shlex.split(command)  # raises on unbalanced quotes
+    tool = args[:2] if args[0] in ("docker", "helm") else args[:1]
+    problems: list[str] = []
+
+    def need_file(relative: str) -> None:
+        if not (ROOT / relative).is_file():
+            problems.append(f"{relative} does not exist")
+
+    if tool == ["docker", "build"]:
+        (dockerfile,) = _option(args, "-f", "--file")
+        need_file(dockerfile)
+        if not (ROOT / args[-1]).is_dir():
+            problems.append(f"build context {args[-1]} is not a folder")
+        if not _option(args, "-t", "--tag"):
+            problems.append("no -t tag: docker push has nothing to push")
+    elif tool == ["docker", "push"]:
+        built = {t for a in _shown_args("docker build") for t in _option(a, "-t", "--tag")}
+        if args[2] not in built:
+            problems.append(f"{args[2]} is not built by any `docker build -t` shown")
+    elif tool == ["docker", "compose"]:
+        (file,) = _option(args, "-f", "--file")
+        compose = _yaml(file)
+        services = compose.get("services") or {}
+        assert isinstance(services, dict)
+        up = args.index("up")
+        named = [a for a in args[up + 1 :] if not a.startswith("-")]
+        problems += [f"{file} has no service {s!r}" for s in named if s not in services]
+        for name, service in services.items():
+            build = service.get("build") if isinstance(service, dict) else None
+            if isinstance(build, dict):
+                context = (ROOT / file).parent / build.get("context", ".")
+                if not (context / build.get("dockerfile", "Dockerfile")).is_file():
+                    problems.append(f"service {name}: its Dockerfile is not in {context}")
+    elif tool == ["helm", "repo"]:
+        if args[2] != "add" or not args[4].startswith("https://"):
+            problems.append("expected `helm repo add NAME https://...`")
+    elif tool == ["helm", "upgrade"]:
+        chart = args[4] if args[2] == "--install" else args[3]
+        added = {a[3] for a in _shown_args("helm repo add")}
+        if chart.split("/")[0] not in added:
+            problems.append(f"chart {chart}: no `helm repo add {chart.split('/')[0]} ...` shown")
+        for values_file in _option(args, "--values", "-f"):
+            values = _yaml(values_file)
+            for setting in _option(args, "--set"):
+                key = setting.partition("=")[0]
+                if not _has_key(values, key):
+                    problems.append(f"--set {key}: no such key in {values_file}")
+            image = values.get("gateway", {}).get("backend", {}).get("image", {})  # type: ignore[union-attr]
+            built = {t for a in _shown_args("docker build") for t in _option(a, "-t", "--tag")}
+            if f"{image.get('name')}:{image.get('tag')}" not in built:
+                problems.append(f"{values_file}: the workers' image is not the one built")
+            extra = values.get("gateway", {}).get("extraConfig", {})  # type: ignore[union-attr]
+            for name, code in extra.items():
+                try:
+                    compile(code, f"{values_file}:extraConfig.{name}", "exec")
+                except SyntaxError as exc:
+                    problems.append(f"extraConfig.{name} is not valid Python: {exc}")
+        if not _option(args, "--namespace", "-n"):
+            problems.append("no --namespace")
+    elif tool == ["kubectl"]:
+        installed = {n for a in _shown_args("helm upgrade") for n in _option(a, "--namespace")}
+        for namespace in _option(args, "--namespace", "-n"):
+            if namespace not in installed:
+                problems.append(f"namespace {namespace!r}: no helm install into it is shown")
+    elif tool == ["cp"]:
+        source, target = args[1], args[2]
+        need_file(source)
+        if Path(target).name == ".env" and (ROOT / source).is_file():  # compose's variables
+            compose = (ROOT / target).parent / "compose.yaml"
+            required = set(re.findall(r"\$\{(\w+):\?", compose.read_text()))
+            given = set(re.findall(r"^(\w+)=", (ROOT / source).read_text(), re.M))
+            problems += [f"{source} does not set {v}" for v in sorted(required - given)]
+    else:
+        problems.append(f"no check for {' '.join(tool)} commands: add one")
+    return problems
+
+
+@pytest.mark.parametrize("command", sorted(NEEDS_EXTERNAL))
+def test_external_command_is_consistent(command: str) -> None:
+    assert external_problems(command) == []
+
+
+def test_external_checks_catch_mistakes() -> None:
+    """The checks above fail on what they are meant to catch."""
+    assert external_problems("docker push registry.example.org/other:1") != []
+    assert external_problems("docker compose -f infra/compose/compose.yaml up -d nosuch") != []
+    assert external_problems("kubectl --namespace elsewhere get pods") != []
+    helm = next(c for c in NEEDS_EXTERNAL if c.startswith("helm upgrade"))
+    assert external_problems(helm.replace("gateway.auth.simple", "gateway.auth.nosuch")) != []
+    assert external_problems("cp infra/compose/missing.env infra/compose/.env") != []
+    assert external_problems("terraform apply") != []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="infra/compose/.env (the compose passwords, docs/operations.md section 5) is not "
+    "git-ignored: `git add -A` would commit them; add it to .gitignore",
+)
+def test_compose_secrets_file_is_git_ignored() -> None:
+    result = subprocess.run(
+        ["git", "check-ignore", "-q", "infra/compose/.env"], cwd=ROOT, timeout=30
+    )
+    assert result.returncode == 0
