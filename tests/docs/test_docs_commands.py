@@ -40,13 +40,14 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from pipelines import tour
 from pipelines.embedded_s3 import EmbeddedS3, _die_with_parent, free_port
@@ -322,7 +323,7 @@ class Sandbox:
     env: dict[str, str]
 
     def run(self, args: str | list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        return subprocess.run(  # type: ignore[call-overload]
             args,
             shell=isinstance(args, str),
             cwd=self.cwd,
@@ -515,7 +516,7 @@ def test_dask_gateway_server_by_hand(tmp_path: Path) -> None:
 # -- commands that need Docker, Kubernetes or a cloud account -------------------------------
 
 
-def _yaml(relative: str) -> dict[str, object]:
+def _yaml(relative: str) -> dict[str, Any]:
     doc = yaml.safe_load((ROOT / relative).read_text())
     assert isinstance(doc, dict), f"{relative} is not a YAML mapping"
     return doc
@@ -595,11 +596,11 @@ def external_problems(command: str) -> list[str]:
                 key = setting.partition("=")[0]
                 if not _has_key(values, key):
                     problems.append(f"--set {key}: no such key in {values_file}")
-            image = values.get("gateway", {}).get("backend", {}).get("image", {})  # type: ignore[union-attr]
+            image = values.get("gateway", {}).get("backend", {}).get("image", {})
             built = {t for a in _shown_args("docker build") for t in _option(a, "-t", "--tag")}
             if f"{image.get('name')}:{image.get('tag')}" not in built:
                 problems.append(f"{values_file}: the workers' image is not the one built")
-            extra = values.get("gateway", {}).get("extraConfig", {})  # type: ignore[union-attr]
+            extra = values.get("gateway", {}).get("extraConfig", {})
             for name, code in extra.items():
                 try:
                     compile(code, f"{values_file}:extraConfig.{name}", "exec")
@@ -616,8 +617,8 @@ def external_problems(command: str) -> list[str]:
         source, target = args[1], args[2]
         need_file(source)
         if Path(target).name == ".env" and (ROOT / source).is_file():  # compose's variables
-            compose = (ROOT / target).parent / "compose.yaml"
-            required = set(re.findall(r"\$\{(\w+):\?", compose.read_text()))
+            compose_file = (ROOT / target).parent / "compose.yaml"
+            required = set(re.findall(r"\$\{(\w+):\?", compose_file.read_text()))
             given = set(re.findall(r"^(\w+)=", (ROOT / source).read_text(), re.M))
             problems += [f"{source} does not set {v}" for v in sorted(required - given)]
     else:
