@@ -92,6 +92,42 @@ class FaultProxy:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
+            _conn: http.client.HTTPConnection | None = None
+
+            def _upstream_request(
+                self, body: bytes | None
+            ) -> tuple[http.client.HTTPResponse, bytes]:
+                """Send the request upstream on this client's kept-alive connection."""
+                for attempt in (0, 1):
+                    if self._conn is None:
+                        self._conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
+                    conn = self._conn
+                    try:
+                        conn.putrequest(
+                            self.command, self.path, skip_host=True, skip_accept_encoding=True
+                        )
+                        for k, v in self.headers.items():
+                            conn.putheader(k, v)
+                        conn.endheaders(body)
+                        resp = conn.getresponse()
+                        data = resp.read()
+                    except (http.client.HTTPException, OSError):
+                        conn.close()
+                        self._conn = None
+                        if attempt:
+                            raise
+                        continue  # the kept-alive connection was closed upstream: reconnect
+                    if resp.will_close:
+                        conn.close()
+                        self._conn = None
+                    return resp, data
+                raise AssertionError("unreachable")
+
+            def finish(self) -> None:
+                super().finish()
+                if self._conn is not None:
+                    self._conn.close()
+
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
@@ -109,19 +145,8 @@ class FaultProxy:
                     return
                 if proxy.delay:
                     time.sleep(proxy.delay)
-                conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
-                try:
-                    conn.putrequest(
-                        self.command, self.path, skip_host=True, skip_accept_encoding=True
-                    )
-                    for k, v in self.headers.items():
-                        conn.putheader(k, v)
-                    conn.endheaders(body)
-                    resp = conn.getresponse()
-                    data = resp.read()
-                    headers = resp.getheaders()
-                finally:
-                    conn.close()
+                resp, data = self._upstream_request(body)
+                headers = resp.getheaders()
                 with proxy._lock:
                     proxy.requests += 1
                     proxy.bytes_out += len(data)
@@ -152,7 +177,12 @@ class FaultProxy:
             def do_PUT(self) -> None:
                 self._forward()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            # The default listen backlog (5) drops connection bursts: a client with many
+            # requests in flight then waits for TCP's SYN retransmit (1 s and more).
+            request_queue_size = 256
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
