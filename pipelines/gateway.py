@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from lake.errors import ConfigError, LakeError
-from pipelines.embedded_s3 import _die_with_parent, free_port
+from pipelines.processes import ServerProcess, free_port, port_free
 
 #: The gateway config of this repository (also the one the docs tell operators to copy).
 CONFIG = Path(__file__).resolve().parents[1] / "infra" / "gateway" / "dask_gateway_config.py"
@@ -31,16 +27,6 @@ PASSWORD_ENV = "LAKE_GATEWAY_PASSWORD"
 
 class GatewayServerError(LakeError, RuntimeError):
     """The local dask-gateway-server could not be started."""
-
-
-def _port_free(host: str, port: int) -> bool:
-    """Whether a TCP port can be bound on ``host`` now (the proxy would retry forever if not)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -79,7 +65,7 @@ class GatewayEndpoint:
         }
 
 
-class LocalGateway:
+class LocalGateway(ServerProcess):
     """Runs dask-gateway-server on loopback until stopped; a context manager.
 
     The server dies with this process (Linux parent-death signal) and stops every cluster when
@@ -111,7 +97,7 @@ class LocalGateway:
         self.endpoint = GatewayEndpoint(
             host, port or free_port(host), password or secrets.token_urlsafe(18)
         )
-        self._proc: subprocess.Popen[bytes] | None = None
+        self.stop_timeout = 30.0  # the server stops its clusters first
 
     @property
     def log(self) -> Path:
@@ -131,7 +117,7 @@ class LocalGateway:
         """
         if not self.config.is_file():
             raise GatewayServerError(f"gateway config {self.config} not found")
-        if not _port_free(self.endpoint.host, self.endpoint.port):
+        if not port_free(self.endpoint.host, self.endpoint.port):
             raise GatewayServerError(
                 f"port {self.endpoint.port} on {self.endpoint.host} is in use; pick another "
                 "with --port (0 = a free one)"
@@ -146,32 +132,21 @@ class LocalGateway:
         }
         cmd = [sys.executable, "-m", "dask_gateway_server", "-f", str(self.config)]
         with open(self.log, "ab") as log:
-            self._proc = subprocess.Popen(
-                cmd,
-                cwd=self.workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                raise GatewayServerError(
-                    f"dask-gateway-server exited with status {code} "
-                    f"(port {self.endpoint.port}); see {self.log}"
-                )
-            if self._answers():
-                return self.endpoint
-            time.sleep(0.1)
-        self.stop()
-        raise GatewayServerError(
-            f"dask-gateway-server did not answer on port {self.endpoint.port} in {timeout}s; "
-            f"see {self.log}"
+            self._spawn(cmd, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self._wait(
+            self._answers,
+            timeout,
+            lambda code: GatewayServerError(
+                f"dask-gateway-server exited with status {code} "
+                f"(port {self.endpoint.port}); see {self.log}"
+            ),
+            lambda: GatewayServerError(
+                f"dask-gateway-server did not answer on port {self.endpoint.port} in "
+                f"{timeout}s; see {self.log}"
+            ),
+            poll=0.1,
         )
+        return self.endpoint
 
     def _answers(self) -> bool:
         try:
@@ -181,33 +156,3 @@ class LocalGateway:
             return False  # the proxy is up but has no route to the gateway yet
         except OSError:
             return False
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the server, which stops its clusters first (idempotent)."""
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
-
-    @property
-    def running(self) -> bool:
-        """Whether the server process is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
-    def __enter__(self) -> LocalGateway:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -40,7 +40,9 @@ from catalog.server import ServerError
 from lake.config import StoreSpec, store_spec
 from lake.errors import ConfigError, LakeError, LayoutError
 from lake.layout import ROOT_DOCUMENT, work_path
-from pipelines.embedded_s3 import EmbeddedS3, S3Endpoint, _die_with_parent, free_port
+from pipelines.embedded_s3 import EmbeddedS3, S3Endpoint
+from pipelines.processes import die_with_parent as _die_with_parent
+from pipelines.processes import free_port
 
 #: The marker and state file of a tour folder.
 STATE_FILE: Final = "tour.json"
