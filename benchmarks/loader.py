@@ -564,6 +564,7 @@ def epoch_main(args: argparse.Namespace) -> None:
     cache = Path(tempfile.mkdtemp(prefix=f"bench-{fmt}-"))
     truth_ids = json.loads(os.environ.get("BENCH_TRUTH", "{}"))
     _import_for(fmt)
+    truth = _truth(truth_ids) if truth_ids else {}  # read before the clock starts
     t0 = time.perf_counter()
     make = None
     if fmt == "lake":
@@ -589,8 +590,8 @@ def epoch_main(args: argparse.Namespace) -> None:
         ids = list(batch["patch_id"])
         n += len(ids)
         seen.update(ids)
-        if truth_ids and checked < 8:
-            checked += check_batch(batch, _truth(truth_ids))
+        if truth and checked < 8:
+            checked += check_batch(batch, truth)
         if args.save_state is not None and i + 1 == RESUME_AFTER:
             import torch
 
