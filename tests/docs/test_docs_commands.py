@@ -50,7 +50,8 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from pipelines import tour
-from pipelines.embedded_s3 import EmbeddedS3, _die_with_parent, free_port
+from pipelines.embedded_s3 import EmbeddedS3
+from pipelines.processes import die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -494,7 +495,7 @@ def test_dask_gateway_server_by_hand(tmp_path: Path) -> None:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     try:
         deadline = time.monotonic() + 60
