@@ -77,10 +77,10 @@ def read_root(spec: StoreSpec) -> dict[str, Any]:
     """
     fs = filesystem(spec)
     path = spec.path(ROOT_DOCUMENT)
-    if not fs.exists(path):
-        return {"layout_version": LAYOUT_VERSION, "releases": {}, "current": None}
     try:
         doc = read_json(fs, path)
+    except FileNotFoundError:
+        return {"layout_version": LAYOUT_VERSION, "releases": {}, "current": None}
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise LayoutError(f"{spec.url}/{ROOT_DOCUMENT} is not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("layout_version") != LAYOUT_VERSION:

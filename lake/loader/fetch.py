@@ -84,15 +84,17 @@ def read_layouts(spec: StoreSpec, release: str, names: Iterable[str]) -> dict[st
     """
     fs = filesystem(spec)
     group = patches_path(release)
+    names = list(names)
+    paths = [spec.path(f"{group}/{name}/zarr.json") for name in names]
+    found = fs.cat(paths, on_error="return") if paths else {}  # all in flight at once on S3
     out = {}
-    for name in names:
-        path = spec.path(f"{group}/{name}/zarr.json")
-        try:
-            with fs.open(path, "rb") as f:
-                meta = json.loads(f.read())
-        except FileNotFoundError:
-            raise LayoutError(f"release {release!r} of {spec.url} has no array {name!r}") from None
-        out[name] = _layout(name, meta, spec.child(group, name).url)
+    for name, path in zip(names, paths, strict=True):
+        raw = found.get(path) if isinstance(found, dict) else None
+        if isinstance(raw, FileNotFoundError) or raw is None:
+            raise LayoutError(f"release {release!r} of {spec.url} has no array {name!r}")
+        if isinstance(raw, BaseException):
+            raise raw
+        out[name] = _layout(name, json.loads(raw), spec.child(group, name).url)
     return out
 
 
