@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-all lint bench-deps clean
+.PHONY: venv demo test test-slow test-all lint bench-deps clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,10 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+# The slow tests only (about a minute): CI runs them after `make test`.
+test-slow: venv
+	$(PY) -m pytest -q -m slow
 
 test-all: venv
 	$(PY) -m pytest -q -m ""

@@ -451,7 +451,11 @@ def test_make_targets_run_what_the_docs_say() -> None:
 @pytest.mark.s3
 def test_readme_build_commands_verbatim(tmp_path: Path) -> None:
     """The README's synth and ingest lines, as shown, into an empty bucket."""
-    synth, ingest = (c for c, _ in all_commands() if c.startswith(("lake synth", "lake ingest")))
+    synth, ingest = (
+        c
+        for c, where in all_commands()
+        if where.startswith("README") and c.startswith(("lake synth", "lake ingest"))
+    )
     with EmbeddedS3(tmp_path / "s3", buckets=["bucket"]) as s3:
         box = Sandbox(tmp_path, sandbox_env(s3.endpoint.environment()))
         made = box.run(synth)
