@@ -76,7 +76,9 @@ def filesystem(spec: StoreSpec, **s3: Any) -> fsspec.AbstractFileSystem:
         **s3: For S3 only: ``max_connections``, ``retries``, ``timeout`` (see :func:`s3_options`).
     """
     if spec.protocol == "s3":
-        return fsspec.filesystem("s3", **s3_options(spec, **s3))
+        fs = fsspec.filesystem("s3", **s3_options(spec, **s3))
+        _SYNC_S3.add(fs)
+        return fs
     if spec.protocol == "memory":
         return fsspec.filesystem("memory")
     return fsspec.filesystem("file", auto_mkdir=True)
@@ -103,6 +105,40 @@ def zarr_store(spec: StoreSpec, path: str, *, read_only: bool = False) -> Store:
 #: Async s3fs instances handed to zarr: their aiohttp sessions live on zarr's event loop and
 #: s3fs does not close them at exit (it does for synchronous instances), so we do.
 _ASYNC_S3: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _forget_parent_clients() -> None:
+    """In a forked child: never close the S3 clients inherited from the parent.
+
+    s3fs closes a client when its instance is garbage-collected (a ``weakref.finalize``). In a
+    child that would run on the child's event loop against the parent's connections: it removes
+    the parent's sockets from the epoll set, which parent and child share after ``fork``. The
+    parent's next request on such a connection then hears nothing until its read timeout (a
+    15 s stall after every epoch of DataLoader workers). The child's own clients are new ones
+    (fsspec drops its instance cache in a child); the inherited ones are left alone.
+    """
+    s3fs = __import__("sys").modules.get("s3fs.core")
+    if s3fs is None:
+        return
+    # Kept alive to the end of the child: aiohttp's connector closes its connections when it is
+    # collected (``__del__``), which would do the same harm as the finalizer.
+    _INHERITED.extend([*s3fs.S3FileSystem._cache.values(), *_SYNC_S3, *_ASYNC_S3])
+    close = s3fs.S3FileSystem.close_session
+    for fin in list(weakref.finalize._registry):  # type: ignore[attr-defined]
+        info = fin.peek()
+        if info is not None and info[1] is close:
+            fin.detach()
+    _ASYNC_S3.clear()
+    _SYNC_S3.clear()
+
+
+#: S3 clients this process made with :func:`filesystem` (for the fork hook).
+_SYNC_S3: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Clients inherited from the parent, never used or closed here (see the fork hook).
+_INHERITED: list[Any] = []
+
+
+os.register_at_fork(after_in_child=_forget_parent_clients)
 
 
 @atexit.register

@@ -139,3 +139,45 @@ def test_first_batch_reads_its_own_samples_before_the_window(loader_lake, loader
     local = list(LakeDataLoader(LakeDataset(loader_lake.spec, modalities=MODS, seed=5), 8))
     assert batch_ids(batches) == batch_ids(local)
     assert all(torch.equal(a["s2_10m"], b["s2_10m"]) for a, b in zip(batches, local, strict=True))
+
+
+_PARENT_AFTER_EPOCH = """
+import json, logging, sys
+from lake.config import StoreSpec
+from lake.loader import LakeDataLoader, LakeDataset
+spec = StoreSpec(**json.loads(sys.argv[1]))
+for _ in range(2):
+    ds = LakeDataset(spec, modalities=["s2_10m", "s1", "labels"], seed=3)
+    n = sum(len(b["patch_id"]) for b in LakeDataLoader(ds, 8, num_workers=2, timeout=120))
+seen = []
+handler = logging.Handler()
+handler.emit = lambda record: seen.append(record.getMessage())
+log = logging.getLogger("botocore.retryhandler")
+log.addHandler(handler)
+log.setLevel(logging.DEBUG)
+LakeDataset(spec, modalities=["s2_10m", "s1", "labels"], seed=3)  # the parent's requests again
+print(json.dumps({"delivered": n, "timeouts": [m for m in seen if "timeout" in m.lower()]}))
+"""
+
+
+@pytest.mark.timeout(240)
+def test_parent_requests_after_a_worker_epoch_do_not_time_out(loader_lake_s3):
+    """Regression: forked workers used to close the parent's S3 connections when collecting the
+    inherited clients (the epoll set is shared after fork), so the parent's next request waited
+    out its read timeout (15 s) before a retry. A fresh interpreter, as a training script."""
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+
+    arg = json.dumps(dataclasses.asdict(loader_lake_s3))
+    out = subprocess.run(
+        [sys.executable, "-c", _PARENT_AFTER_EPOCH, arg],
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["delivered"] == N_PAIRS
+    assert result["timeouts"] == []
