@@ -34,27 +34,12 @@ from pipelines.cli_options import (
 
 if TYPE_CHECKING:
     from lake.config import StoreSpec
-    from pipelines.cluster import ClusterSpec, Runner
+    from pipelines.cluster import Runner
 
 pipeline_app: typer.Typer = typer.Typer(
     help="Jobs that build and maintain the lake, on a Dask cluster (--cluster).",
     no_args_is_help=True,
 )
-
-
-def _cluster(
-    address: str,
-    workers: int | None,
-    cores: int | None,
-    memory: str | None,
-    password: str | None,
-) -> ClusterSpec:
-    from pipelines.cli import _fail
-
-    try:
-        return cluster_spec(address, workers, cores, memory, password)
-    except LakeError as exc:
-        raise _fail(exc) from None
 
 
 def _announce(as_json: bool) -> Any:
@@ -68,12 +53,26 @@ def _announce(as_json: bool) -> Any:
     return on_start
 
 
-def _run(spec: StoreSpec, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a job; its errors become one line and exit 1."""
+def _run(
+    spec: StoreSpec,
+    fn: Any,
+    *args: Any,
+    on: tuple[str, int | None, int | None, str | None, str | None],
+    as_json: bool,
+    **kwargs: Any,
+) -> Any:
+    """Run a job on the cluster of the shared options ``on``; errors become one line, exit 1.
+
+    The job gets ``cluster``, ``progress`` and ``on_start`` (the dashboard link) besides
+    ``args`` and ``kwargs``.
+    """
     from pipelines.cli import _fail, _fail_storage, _storage_errors
 
     try:
-        return fn(*args, **kwargs)
+        cluster = cluster_spec(*on)
+        return fn(
+            *args, cluster=cluster, progress=not as_json, on_start=_announce(as_json), **kwargs
+        )
     except LakeError as exc:
         raise _fail(exc) from None
     except _storage_errors() as exc:
@@ -113,10 +112,9 @@ def stats(
         compute_stats,
         spec,
         release,
-        cluster=_cluster(cluster, workers, worker_cores, worker_memory, gateway_password),
-        progress=not as_json,
         force=force,
-        on_start=_announce(as_json),
+        on=(cluster, workers, worker_cores, worker_memory, gateway_password),
+        as_json=as_json,
     )
     d = rep.to_dict()
     lines = [
@@ -162,9 +160,8 @@ def verify(
         verify_release,
         spec,
         release,
-        cluster=_cluster(cluster, workers, worker_cores, worker_memory, gateway_password),
-        progress=not as_json,
-        on_start=_announce(as_json),
+        on=(cluster, workers, worker_cores, worker_memory, gateway_password),
+        as_json=as_json,
     )
     _emit(rep.to_dict(), as_json, rep.text())
     if not rep.ok:
@@ -245,9 +242,8 @@ def export(
         fmt=fmt,
         target_release=target_release,
         per_shard=per_shard,
-        cluster=_cluster(cluster, workers, worker_cores, worker_memory, gateway_password),
-        progress=not as_json,
-        on_start=_announce(as_json),
+        on=(cluster, workers, worker_cores, worker_memory, gateway_password),
+        as_json=as_json,
     )
     state = "already exported" if rep.already_done else f"in {rep.seconds:.1f} s"
     _emit(
