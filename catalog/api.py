@@ -5,7 +5,11 @@ one item), item search by ``GET`` and ``POST /search``, ``/queryables`` (and per
 filter (CQL2 text and JSON), sort and fields extensions, and paging by ``next`` links with a
 token. The OpenAPI document is at ``/api``, its HTML view at ``/api.html``. A bad parameter is a
 400 whose ``description`` says what is wrong; an unknown collection or item by path is a 404.
-See ``docs/decisions/0003-stac-api.md`` for why this is our own app.
+Every request is measured before anything parses it (:class:`RequestGuard`, the limits of
+:mod:`catalog.limits`): an over-long query string is a 414, an over-large body a 413, a filter
+or JSON nested too deep a 400 naming the limit. ``HEAD`` answers like ``GET`` on every route.
+See ``docs/decisions/0003-stac-api.md`` for why this is our own app and how the limits were
+chosen.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from catalog.limits import MAX_BODY_BYTES, MAX_QUERY_BYTES, check_json_depth
 from catalog.request import DEFAULT_LIMIT, SearchRequest
 from catalog.search import Catalog, open_catalog
 from catalog.stac import COLLECTION_ID, MEDIA_GEOJSON, MEDIA_JSON, STAC_VERSION
@@ -123,6 +129,116 @@ def _error(status: int, code: str, description: str) -> JSONResponse:
     return JSONResponse({"code": code, "description": description}, status_code=status)
 
 
+class RequestGuard:
+    """ASGI middleware that checks a request's size before anything parses it; HEAD as GET.
+
+    * A query string over :data:`~catalog.limits.MAX_QUERY_BYTES` is a 414 and a body over
+      :data:`~catalog.limits.MAX_BODY_BYTES` a 413 (by its ``Content-Length``, or as soon as
+      more arrives), each naming the limit; at most that much of a body is ever held.
+    * A body nested deeper than :data:`~catalog.limits.MAX_JSON_DEPTH` is a 400 before the JSON
+      decoder (which raises ``RecursionError`` some 1,000 levels down) sees it.
+    * ``HEAD`` runs the ``GET`` route and sends its status and headers without the body, on
+      every route.
+
+    Args:
+        app: The app to guard.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check the request, then hand it to the app (or answer the refusal)."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "HEAD":
+            scope = {**scope, "method": "GET"}
+            send = _without_body(send)
+        refusal: JSONResponse | None = None
+        query = scope.get("query_string", b"")
+        if len(query) > MAX_QUERY_BYTES:
+            refusal = _error(
+                414,
+                "URITooLong",
+                f"the query string has {len(query):,} bytes; at most {MAX_QUERY_BYTES:,} (the "
+                "limit MAX_QUERY_BYTES): send long searches as POST /search",
+            )
+        elif scope["method"] in ("POST", "PUT", "PATCH"):
+            body, refusal = await _read_body(scope, receive)
+            if refusal is None:
+                receive = _replay(body, receive)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _too_large(size: str) -> JSONResponse:
+    return _error(
+        413,
+        "PayloadTooLarge",
+        f"the request body has {size} bytes; at most {MAX_BODY_BYTES:,} (the limit "
+        "MAX_BODY_BYTES): split the search",
+    )
+
+
+async def _read_body(scope: Scope, receive: Receive) -> tuple[bytes, JSONResponse | None]:
+    """The whole body (at most MAX_BODY_BYTES of it), or the error answer that refuses it."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                return b"", _error(400, "InvalidParameterValue", "Content-Length is not a number")
+            if declared > MAX_BODY_BYTES:
+                return b"", _too_large(f"{declared:,}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away; the app sees an empty body
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return b"", _too_large(f"more than {MAX_BODY_BYTES:,}")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    try:
+        check_json_depth("the request body", body)
+    except QueryError as exc:
+        return b"", _error(400, "InvalidParameterValue", str(exc))
+    return body, None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` once, then whatever the connection says."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _without_body(send: Send) -> Send:
+    """A ``send`` that drops the body of the answer (HEAD), keeping status and headers."""
+
+    async def head(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return head
+
+
 def create_app(lake: str | StoreSpec | Catalog, release: str | None = None) -> FastAPI:
     """The STAC API app of a lake's release (the current one by default).
 
@@ -140,6 +256,7 @@ def create_app(lake: str | StoreSpec | Catalog, release: str | None = None) -> F
         redoc_url=None,
     )
     app.state.catalog = cat
+    app.add_middleware(RequestGuard)
     _install_error_handlers(app)
     _install_routes(app, cat)
     return app

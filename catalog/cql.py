@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from catalog.geometry import check_bbox, check_geometry
+from catalog.limits import check_filter_json, check_filter_size, check_filter_text
 from catalog.queryables import Queryables
 from catalog.times import EARLIEST, LATEST, OPEN, parse_time
 from lake.errors import QueryError
@@ -60,7 +62,8 @@ def parse_filter(value: str | Mapping[str, Any], lang: str | None = None) -> dic
             with ``{`` is JSON).
 
     Raises:
-        QueryError: The language is unknown or the filter does not parse or validate.
+        QueryError: The language is unknown, the filter is over a size or nesting limit
+            (:mod:`catalog.limits`), or it does not parse or validate.
     """
     import cql2
 
@@ -69,7 +72,15 @@ def parse_filter(value: str | Mapping[str, Any], lang: str | None = None) -> dic
     if lang is None:
         is_json = not isinstance(value, str) or value.lstrip().startswith("{")
         lang = "cql2-json" if is_json else "cql2-text"
-    shown = value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, str):
+        check_filter_text(value, lang)  # before cql2 parses it: deep nesting kills the process
+        shown = value
+    elif isinstance(value, Mapping):
+        check_filter_json(value)
+        shown = json.dumps(value, default=repr)
+        check_filter_size(shown, lang)
+    else:
+        raise QueryError(f"filter {value!r} must be CQL2 text or a CQL2 JSON object")
     try:
         if not isinstance(value, str):
             expr = cql2.Expr(dict(value))
@@ -81,6 +92,8 @@ def parse_filter(value: str | Mapping[str, Any], lang: str | None = None) -> dic
     except Exception as exc:
         detail = " ".join(str(exc).split())[:300]
         raise QueryError(f"filter {shown[:200]!r} is not valid {lang}: {detail}") from None
+    if isinstance(value, str) and lang == "cql2-json" and isinstance(tree, dict):
+        check_filter_json(tree)  # the text's JSON depth bounds this; the 'op' depth is checked here
     if not isinstance(tree, dict | bool):
         raise QueryError(f"filter {shown[:200]!r} is not a boolean expression")
     return tree if isinstance(tree, dict) else {"op": "=", "args": [tree, True]}
@@ -94,6 +107,8 @@ def filter_sql(tree: Mapping[str, Any], queryables: Queryables) -> Sql:
     """
     try:
         out = _Translator(queryables).expr(tree)
+    except RecursionError:  # parse_filter's depth limit keeps this from happening
+        raise QueryError("the filter nests too deep to translate: write it flatter") from None
     except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
         if isinstance(exc, QueryError):
             raise
@@ -116,21 +131,14 @@ def _param(value: Any, kind: str) -> Sql:
 
 def _geometry(value: Mapping[str, Any]) -> Sql:
     import shapely
-    import shapely.geometry
 
-    try:
-        if "bbox" in value:
-            b = [float(v) for v in value["bbox"]]
-            box = (b[0], b[1], b[3], b[4]) if len(b) == 6 else (b[0], b[1], b[2], b[3])
-            geom = shapely.box(*box)
-        else:
-            geom = shapely.geometry.shape(value)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise QueryError(
-            f"geometry {json.dumps(value)[:200]} is not valid GeoJSON ({exc})"
-        ) from None
-    if geom.is_empty:
-        raise QueryError(f"geometry {json.dumps(value)[:200]} is empty")
+    if "bbox" in value and "type" not in value:
+        bbox = value["bbox"]
+        if not isinstance(bbox, list):
+            raise QueryError(f"the filter's bbox {json.dumps(bbox)[:200]} must be a list")
+        geom = shapely.box(*check_bbox(bbox, f"the filter's bbox {json.dumps(bbox)[:200]}"))
+    else:
+        geom = check_geometry(value, "the filter's geometry")
     return Sql("ST_GeomFromWKB(?)", (shapely.to_wkb(geom),), "geometry", literal=geom)
 
 
@@ -248,6 +256,9 @@ class _Translator:
         a, pattern = self._args(op, args, 2)
         if a.kind != "string" or pattern.kind != "string":
             raise QueryError(f"like compares strings, not {a} and {pattern}")
+        text = pattern.literal
+        if isinstance(text, str) and (len(text) - len(text.rstrip("\\"))) % 2:
+            raise QueryError(f"like pattern {text!r} ends with a lone escape character (\\)")
         return Sql(f"({a.sql} LIKE {pattern.sql} ESCAPE '\\')", a.params + pattern.params)
 
     def _between(self, op: str, args: list[Any]) -> Sql:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +17,8 @@ from typing import Any
 
 from catalog.cql import parse_filter
 from catalog.fields import Fields
+from catalog.geometry import check_bbox, check_geometry
+from catalog.limits import check_json_depth
 from catalog.times import parse_interval
 from lake.errors import QueryError
 
@@ -51,49 +52,32 @@ def parse_bbox(value: str | Sequence[float] | None) -> tuple[float, float, float
     """
     if value is None:
         return None
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    try:
-        numbers = [float(p) for p in parts]
-    except (TypeError, ValueError):
-        raise QueryError(f"bbox {value!r} must be 4 (or 6) numbers: minx,miny,maxx,maxy") from None
-    if len(numbers) == 6:
-        numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
-    if len(numbers) != 4 or not all(math.isfinite(n) for n in numbers):
-        raise QueryError(f"bbox {value!r} must be 4 (or 6) finite numbers: minx,miny,maxx,maxy")
-    minx, miny, maxx, maxy = numbers
-    if not (
-        -180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90
-    ):
-        raise QueryError(f"bbox {value!r} is outside -180..180 (lon), -90..90 (lat)")
-    if miny > maxy:
-        raise QueryError(f"bbox {value!r}: miny is above maxy")
-    return minx, miny, maxx, maxy
+    if isinstance(value, str):
+        shown = repr(value) if len(value) <= 200 else repr(value[:200] + "...")
+        return check_bbox(value.split(",") if len(value) <= 1_000 else [value], f"bbox {shown}")
+    if not isinstance(value, Sequence):
+        raise QueryError(f"bbox {value!r} must be 4 (or 6) numbers: minx,miny,maxx,maxy")
+    return check_bbox(value)
 
 
 def parse_intersects(value: str | Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A GeoJSON geometry (dict or JSON text), checked with shapely.
+    """A GeoJSON geometry (dict or JSON text) in WGS 84, checked (:func:`check_geometry`).
 
     Raises:
-        QueryError: Not JSON, not a geometry, or an empty one.
+        QueryError: Not JSON, not a GeoJSON geometry, nested wrongly, not finite, out of range,
+            a ring not closed, too many positions, empty or invalid.
     """
     if value is None:
         return None
     if isinstance(value, str):
+        check_json_depth("intersects", value)
         try:
             value = json.loads(value)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise QueryError(f"intersects is not JSON ({exc})") from None
-    if not isinstance(value, Mapping) or "type" not in value:
-        raise QueryError(f"intersects {value!r} is not a GeoJSON geometry")
-    import shapely.geometry
-
-    try:
-        geom = shapely.geometry.shape(value)
-        valid = geom.is_valid or geom.geom_type in ("Point", "MultiPoint")
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise QueryError(f"intersects is not a valid GeoJSON geometry ({exc})") from None
-    if geom.is_empty or not valid:
-        raise QueryError(f"intersects {json.dumps(value)[:200]} is empty or invalid")
+    if not isinstance(value, Mapping):
+        raise QueryError(f"intersects {str(value)[:200]} is not a GeoJSON geometry (an object)")
+    check_geometry(value, "intersects")
     return dict(value)
 
 

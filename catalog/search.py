@@ -299,6 +299,7 @@ class Catalog:
             duckdb.ConversionException,
             duckdb.InvalidInputException,
             duckdb.OutOfRangeException,
+            duckdb.SyntaxException,  # a value DuckDB refuses at run time (a LIKE pattern)
         ) as exc:
             raise QueryError(f"the search was rejected: {exc}") from None
         finally:

@@ -1,7 +1,9 @@
 """Run the STAC API with uvicorn: in the foreground (``lake serve``) or in a background thread.
 
 The default bind is 127.0.0.1: the API serves whatever the lake's credentials can read, so it
-is exposed beyond the machine only when asked for (``--host 0.0.0.0``).
+is exposed beyond the machine only when asked for (``--host 0.0.0.0``). The HTTP layer buffers
+at most :data:`~catalog.limits.MAX_HEAD_BYTES` of request line and headers, so an over-long
+query string reaches the app, which refuses it with a 414 that names its limit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from catalog.limits import MAX_HEAD_BYTES
 from lake.errors import LakeError
 
 if TYPE_CHECKING:
@@ -44,7 +47,13 @@ def serve(app: FastAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> N
         raise ServerError(
             f"cannot listen on {host}:{port} ({exc}); choose another --port"
         ) from None
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+    )
 
 
 @contextlib.contextmanager
@@ -61,7 +70,14 @@ def running(app: FastAPI, host: str = DEFAULT_HOST, port: int = 0) -> Iterator[s
     """
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="stac-api", daemon=True)
     thread.start()
