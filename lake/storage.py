@@ -171,18 +171,37 @@ def read_json(fs: fsspec.AbstractFileSystem, path: str) -> Any:
     return json.loads(fs.cat_file(path))
 
 
+def new_file(directory: str, prefix: str = ".tmp-") -> tuple[int, str]:
+    """Create a new, empty file with a unique name in ``directory``, open for writing.
+
+    Unlike :func:`tempfile.mkstemp` (always 0600), the file's mode follows the process umask
+    like any other file the lake writes (0644 under the usual 022), so a lake or cache folder
+    shared with other users or service accounts stays readable by them once the file is
+    renamed into place.
+
+    Returns:
+        The open file descriptor and the file's path.
+    """
+    import uuid
+
+    while True:
+        path = os.path.join(directory, f"{prefix}{uuid.uuid4().hex}")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
+        except FileExistsError:  # pragma: no cover (128 random bits)
+            continue
+
+
 def write_bytes_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     """Write an object so that readers see the old or the new bytes, never a partial file.
 
-    Local files are written to a temporary name and renamed; an S3 PUT is atomic by itself.
+    Local files are written to a temporary name and renamed (their mode follows the umask, see
+    :func:`new_file`); an S3 PUT is atomic by itself.
     """
     if fs.protocol in ("file", "local") or "file" in getattr(fs, "protocol", ()):
-        import os
-        import tempfile
-
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        fd, tmp = new_file(directory)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

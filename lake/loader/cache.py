@@ -13,12 +13,12 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from lake.errors import ConfigError
+from lake.storage import new_file
 
 _SUFFIX = ".shard"
 
@@ -61,7 +61,7 @@ class ShardCache:
             if hit is not None:
                 return hit
             data = fetch()
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+            fd, tmp = new_file(str(path.parent))
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
