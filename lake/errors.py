@@ -67,6 +67,10 @@ class ReadOnlyError(LakeError, PermissionError):
     """A write was attempted through a read-only SQL connection (lift it with allow_write)."""
 
 
+class QueryTimeout(LakeError, TimeoutError):
+    """A SQL statement ran past the session's statement timeout and was interrupted."""
+
+
 class StorageError(LakeError, OSError):
     """The lake's storage cannot be reached or refuses access (endpoint, credentials, path)."""
 
@@ -77,3 +81,7 @@ class QueryError(LakeError, ValueError):
 
 class ShardReadError(LakeError, OSError):
     """A shard of the patch group cannot be read (after retries) or decoded; names the shard."""
+
+
+class IntegrityError(ShardReadError):
+    """Stored bytes fail their checksum (CRC32C); names the array, the object and the sample."""

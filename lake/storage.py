@@ -256,7 +256,8 @@ def duckdb_connect(
 
     Extensions come from the ``duckdb-extension-*`` wheels, installed once into
     :func:`duckdb_extension_directory`; nothing is downloaded. The S3 secret is built from the
-    spec (never printed or logged).
+    spec (never printed or logged); the credential settings httpfs copies from ``AWS_*`` are
+    emptied first, so the secret is the only place DuckDB holds them.
 
     Args:
         spec: The lake (None: no secret).
@@ -285,9 +286,33 @@ def duckdb_connect(
         except duckdb.Error:
             con.install_extension(_extension_file(name))
             con.load_extension(name)
+    _clear_credential_settings(con)
     if spec is not None and spec.protocol == "s3":
         con.execute(duckdb_secret_sql(spec))
     return con
+
+
+#: What a DuckDB setting that holds a credential is called (httpfs fills ``s3_access_key_id``,
+#: ``s3_secret_access_key`` and ``s3_session_token`` from ``AWS_*`` when it loads).
+_CREDENTIAL_SETTING = r"^(s3|gcs|r2|http)_.*(secret|token|password|key_id)"
+
+
+def _clear_credential_settings(con: Any) -> None:
+    """Empty every credential setting, for every cursor of the connection's database.
+
+    httpfs copies ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and ``AWS_SESSION_TOKEN``
+    into its ``s3_*`` settings when it loads, where ``current_setting()`` and
+    ``duckdb_settings()`` show them in plain text. The lake's credentials reach DuckDB as an
+    in-memory secret only (:func:`duckdb_secret_sql`), which does not need them. ``SET GLOBAL``:
+    a plain ``SET`` changes this cursor only, and ``con.cursor()`` would see the values again.
+    """
+    rows = con.execute(
+        "SELECT name FROM duckdb_settings() WHERE regexp_matches(name, ?) "
+        "AND input_type = 'VARCHAR' AND name NOT LIKE '%kms%'",
+        [_CREDENTIAL_SETTING],
+    ).fetchall()
+    for (name,) in rows:
+        con.execute(f"SET GLOBAL {name} = ''")
 
 
 def install_duckdb_extensions(names: tuple[str, ...] = DUCKDB_EXTENSIONS) -> str:

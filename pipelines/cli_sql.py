@@ -1,8 +1,8 @@
 """``lake sql``: run SQL over a release's views, print or write the result, or open a prompt.
 
 Exit status: 0 success; 1 an error (DuckDB's message, or the lake's: bad URL, missing release,
-unreachable endpoint, a refused write); 2 bad usage. At the prompt, the status is 1 when any
-statement failed.
+unreachable endpoint, a refused write or function, a statement past --timeout or
+--memory-limit); 2 bad usage. At the prompt, the status is 1 when any statement failed.
 """
 
 from __future__ import annotations
@@ -51,6 +51,13 @@ def _message(exc: BaseException) -> str:
     text = str(exc).strip()
     if isinstance(exc, duckdb.PermissionException) or "disabled by configuration" in text:
         text += _READ_ONLY_HINT
+    if "configuration has been locked" in text:
+        text += (
+            " (a read-only session changes no setting; --memory-limit and --timeout set its "
+            "limits, --allow-write lifts the guard)"
+        )
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        text = text.split("\n")[0] + " (--memory-limit raises the session's limit)"
     return text
 
 
@@ -310,6 +317,23 @@ def sql(
             help="Write the release's text index into the lake (needs --allow-write).",
         ),
     ] = False,
+    memory_limit: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--memory-limit",
+            help="DuckDB memory limit, e.g. 8GB (default: 4GiB or half the RAM, if less, "
+            "when read-only; DuckDB's 80% of RAM with --allow-write).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(
+            "--timeout",
+            min=0,
+            help="Seconds a statement may run before it is interrupted; 0: no limit "
+            "(default: 300 when read-only, none with --allow-write).",
+        ),
+    ] = None,
     endpoint_url: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--endpoint-url", help="S3 endpoint URL (env AWS_ENDPOINT_URL)"),
@@ -354,7 +378,13 @@ def sql(
         from lake.sql import connect
 
         status = 0
-        with connect(spec, release=release, allow_write=allow_write) as con:
+        with connect(
+            spec,
+            release=release,
+            allow_write=allow_write,
+            memory_limit=memory_limit,
+            timeout=timeout,
+        ) as con:
             if schema:
                 _print_schema(con, fmt, out)
             elif query is None:

@@ -47,18 +47,45 @@ WHERE bbox.xmin <= -8.0 AND bbox.xmax >= -9.5 AND bbox.ymin <= 40.0 AND bbox.yma
 
 ## Safety
 
-A session is read-only unless opened with `allow_write=True` / `--allow-write`:
+A session is read-only unless opened with `allow_write=True` / `--allow-write` (threat model
+and figures: `docs/security.md`; design: `docs/decisions/0004-sql-read-only.md`):
 
 * DuckDB runs with `enable_external_access = false`, `allowed_paths` = the release's own Parquet
   objects, and `lock_configuration = true`: no other file or URL can be read or written
   (`read_csv('/etc/passwd')` fails), no database file can be attached, no extension installed or
-  loaded, and no `SET` can undo it (`threads`, `memory_limit`, `TimeZone` stay settable).
-* Each statement's type is checked before DuckDB sees it: `COPY`, `EXPORT`, `ATTACH`/`DETACH`,
-  `INSTALL`/`LOAD` are refused with `lake.errors.ReadOnlyError`, and so are the relation methods
-  that write files (`to_parquet`, `to_csv`...). Tables and macros created in the session's own
-  memory are allowed.
-* The S3 secret lives only inside DuckDB (temporary, in memory; `duckdb_secrets()` redacts it);
-  it is never printed, logged or put in an error message.
+  loaded, and no `SET`/`RESET` can undo it (only `TimeZone`, `Calendar`, `enable_progress_bar`
+  and `preserve_insertion_order` stay settable; `threads` and `memory_limit` do not).
+* Each statement is checked before DuckDB sees it (`lake.errors.ReadOnlyError` names what was
+  refused): `COPY`, `EXPORT`, `ATTACH`/`DETACH`, `INSTALL`/`LOAD`, `CREATE`/`DROP SECRET` and
+  `CHECKPOINT` are refused, and so are the relation methods that write files (`to_parquet`,
+  `to_csv`...). Tables, views and macros created in the session's own memory are allowed.
+* Table functions and pragmas come from an allow-list, wherever they are called (`FROM`, a
+  subquery, `CALL`, `EXPLAIN`, `PREPARE`, a view or macro body; names quoted, qualified or in
+  any case): `read_parquet`/`parquet_scan` (the release's files only), `parquet_metadata`,
+  `parquet_file_metadata`, `parquet_kv_metadata`, `parquet_schema`, `unnest`, `range`,
+  `generate_series`, `repeat`, `json_each`, `json_tree`, `histogram`, `text_search`, the
+  catalog functions `duckdb_columns`, `duckdb_constraints`, `duckdb_databases`,
+  `duckdb_dependencies`, `duckdb_functions`, `duckdb_indexes`, `duckdb_keywords`, `duckdb_memory`,
+  `duckdb_optimizers`, `duckdb_prepared_statements`, `duckdb_schemas`, `duckdb_sequences`,
+  `duckdb_settings`, `duckdb_tables`, `duckdb_types`, `duckdb_variables`, `duckdb_views`,
+  `pg_timezone_names`, `icu_calendar_names`, and the pragmas `version`, `platform`, `user_agent`,
+  `show_tables`, `show_tables_expanded`, `table_info`, `show`, `database_list`,
+  `show_databases`, `functions`, `collations`, `database_size`, `storage_info`
+  (`SHOW TABLES`, `DESCRIBE`, `SUMMARIZE` work). Everything else is refused, notably
+  `duckdb_secrets()` (it shows the key id), `which_secret()`, `enable_logging()`,
+  `duckdb_logs`, `query()`/`query_table()`, `read_csv`/`read_text`/`glob` and the other file
+  readers, `ST_Read`, `arrow_scan`/`pandas_scan`, and `PRAGMA enable_profiling`.
+* Credentials: the S3 key reaches DuckDB only as a temporary in-memory secret. The `s3_*`
+  settings that httpfs fills from `AWS_*` when it loads are emptied for every cursor before the
+  session starts, so `current_setting('s3_secret_access_key')` and `duckdb_settings()` show
+  `''`. No key id, secret or session token is printed, logged or put in an error message.
+* Limits: a read-only session has a memory limit (4 GiB, or half the RAM if less) and a statement
+  timeout (300 s per call into DuckDB: running a statement, or fetching its result). A query
+  past the memory limit fails with DuckDB's `Out of Memory Error`; one past the timeout is
+  interrupted with `lake.errors.QueryTimeout` (a `TimeoutError`). The session goes on in both
+  cases. Raise them with `lake.connect(..., memory_limit="16GB", timeout=1800)` (`timeout=0`:
+  none) or `lake sql --memory-limit 16GB --timeout 1800`; SQL cannot raise them. A session with
+  `allow_write` has no timeout and DuckDB's default memory limit unless given.
 
 ## Handoff to training
 

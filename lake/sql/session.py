@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from lake.config import StoreSpec, store_spec
 from lake.errors import ConfigError, StorageError
 from lake.layout import annotations_table_path, patches_table_path, stac_items_path
-from lake.sql import textsearch
+from lake.sql import limits, textsearch
 from lake.sql.guard import LakeConnection, lock_down
 from lake.sql.views import ReleaseFiles, view_statements
 
@@ -124,6 +124,8 @@ def connect(
     release: str | None = None,
     allow_write: bool = False,
     text_index: bool | None = None,
+    memory_limit: str | None = None,
+    timeout: float | None = None,
     **s3: Any,
 ) -> LakeConnection:
     """A DuckDB session with views over a release of the lake.
@@ -147,6 +149,12 @@ def connect(
             memory (True), don't (False: no ``text_search``), or build it only for releases of
             at most :data:`MEMORY_INDEX_MAX_ROWS` text rows (None, the default; building takes
             about 3.5 s per million rows on 2 cores).
+        memory_limit: DuckDB's memory limit for the session (``"8GB"``, ``"16GiB"``); None:
+            4 GiB or half the RAM, if less, when read-only (a read-only session cannot raise
+            it with ``SET``), DuckDB's own 80% of RAM with ``allow_write``.
+        timeout: Seconds one call into DuckDB (a statement, or fetching its result) may run
+            before it is interrupted with :class:`~lake.errors.QueryTimeout`; 0: no limit;
+            None: 300 s when read-only, no limit with ``allow_write``.
         **s3: ``endpoint_url``, ``key``, ``secret``, ``region`` (else the environment).
 
     Returns:
@@ -154,17 +162,18 @@ def connect(
         (``sql``, ``execute``, ``.df()``, ``.arrow()``, ``.pl()``...).
 
     Raises:
-        ConfigError: Bad URL or options.
+        ConfigError: Bad URL or options (a memory limit DuckDB cannot read, a negative timeout).
         LayoutError: There is no lake at the URL.
         ReleaseNotFound: No such release.
         StorageError: The storage cannot be reached or refuses access.
     """
     from lake.storage import duckdb_connect
 
+    memory, seconds = limits.resolve(memory_limit, timeout, read_only=not allow_write)
     spec = _spec_of(url_or_spec, **s3)
     rel = open_release(spec, release)
     files = release_files(spec, rel)
-    con = duckdb_connect(spec, config={"allow_persistent_secrets": False})
+    con = duckdb_connect(spec, config=_session_config(memory))
     try:
         for statement in view_statements(files, rel.name):
             con.execute(statement)
@@ -189,8 +198,33 @@ def connect(
         con.close()
         raise
     return LakeConnection(
-        con, lake=spec.url, release=rel.name, notes=notes, read_only=not allow_write
+        con,
+        lake=spec.url,
+        release=rel.name,
+        notes=notes,
+        read_only=not allow_write,
+        timeout=seconds,
     )
+
+
+def _session_config(memory_limit: str | None) -> dict[str, Any]:
+    """DuckDB settings of a session's connection (checking the memory limit first).
+
+    Raises:
+        ConfigError: DuckDB cannot read the memory limit.
+    """
+    import duckdb
+
+    config: dict[str, Any] = {"allow_persistent_secrets": False}
+    if memory_limit is not None:
+        try:
+            duckdb.connect(config={"memory_limit": memory_limit}).close()
+        except duckdb.Error as exc:
+            raise ConfigError(
+                f"memory_limit={memory_limit!r}: {exc}; give a size such as '8GB' or '16GiB'"
+            ) from None
+        config["memory_limit"] = memory_limit
+    return config
 
 
 def build_text_index(

@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -90,7 +93,10 @@ def test_the_prompt_reads_statements_from_stdin(built: Built) -> None:  # noqa: 
 def test_help_names_the_options() -> None:
     result = lake_sql("--help")
     assert result.exit_code == 0
-    for option in ("--lake", "--release", "--format", "--out", "--schema", "--allow-write"):
+    for option in (
+        "--lake", "--release", "--format", "--out", "--schema", "--allow-write",
+        "--memory-limit", "--timeout",
+    ):  # fmt: skip
         assert option in result.stdout
 
 
@@ -140,5 +146,79 @@ def test_cli_over_s3_never_prints_the_secret(built_s3: StoreSpec) -> None:  # no
         outputs.append(lake_sql(*args, query).output)
     outputs.append(lake_sql(*args, "--schema").output)
     outputs.append(lake_sql(*args, stdin="SELECT * FROM duckdb_secrets();\n").output)
-    assert "redacted" in outputs[1]
-    assert all(secret not in text for text in outputs)
+    assert "duckdb_secrets() refused" in outputs[1]
+    assert all(secret not in text and str(built_s3.key) not in text for text in outputs)
+
+
+@pytest.mark.s3
+def test_cli_with_aws_variables_never_prints_them(built_s3: StoreSpec) -> None:  # noqa: F811
+    """httpfs copies AWS_* into its s3_* settings; they are emptied before the session starts."""
+    token = "cli-session-token-never-printed"
+    env = {
+        "LAKE_URL": "",
+        "AWS_ACCESS_KEY_ID": str(built_s3.key),
+        "AWS_SECRET_ACCESS_KEY": str(built_s3.secret),
+        "AWS_SESSION_TOKEN": token,
+        "AWS_ENDPOINT_URL": str(built_s3.endpoint_url),
+    }
+    outputs = []
+    for query in (
+        "SELECT current_setting('s3_secret_access_key') AS s, current_setting('s3_session_token')",
+        "SELECT upper(current_setting('s3_access_key_id'))",
+        "SELECT name, value FROM duckdb_settings() WHERE name LIKE 's3%'",
+        "EXPLAIN ANALYZE SELECT current_setting('s3_secret_access_key')",
+        "SELECT * FROM duckdb_secrets()",
+        COUNTS,
+    ):
+        result = CliRunner().invoke(app, ["sql", "--lake", built_s3.url, query], env=env)
+        outputs.append(result.output)
+    assert "binary" in outputs[-1]
+    for text in outputs:
+        for value in (str(built_s3.key), str(built_s3.secret), token):
+            assert value not in text
+
+
+def lake_process(
+    *args: str, cwd: Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``lake ARGS`` as its own process (an abort shows as exit 134 / -6)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LAKE_URL": "", "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+
+
+def test_a_statement_that_aborted_the_process_is_a_clear_error(
+    built: Built,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``CALL enable_logging(storage := 'file', ...)`` killed ``lake sql`` (exit 134)."""
+    call = "CALL enable_logging(storage := 'file', storage_path := 'logs')"
+    result = lake_process("sql", "--lake", str(built.root), call, cwd=tmp_path)
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    assert result.stderr.startswith("error: table function enable_logging() refused")
+    assert "terminate called" not in result.stderr
+    prompt = lake_process(
+        "sql", "--lake", str(built.root), cwd=tmp_path, stdin=f"{call};\nSELECT 41 + 1 AS a;\n"
+    )
+    assert prompt.returncode == 1 and "42" in prompt.stdout, prompt.stderr[-2000:]
+    assert "refused" in prompt.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_timeout_and_memory_limit_options(built: Built) -> None:  # noqa: F811
+    lk = ("--lake", str(built.root))
+    slow = "SELECT count(*) FROM range(20000000000)"
+    failed(lake_sql(*lk, "--timeout", "0.5", slow), "timeout of 0.5 s", "--timeout")
+    big = "SELECT list(i) FROM range(100000000) t(i)"
+    failed(lake_sql(*lk, "--memory-limit", "64MiB", big), "Out of Memory", "--memory-limit")
+    failed(lake_sql(*lk, "--memory-limit", "lots", "SELECT 1"), "memory_limit='lots'")
+    shown = lake_sql(*lk, "--memory-limit", "1GiB", "SELECT current_setting('memory_limit')")
+    assert shown.exit_code == 0 and "1.0 GiB" in shown.stdout
+    failed(lake_sql(*lk, "SET memory_limit = '100GB'"), "locked", "--allow-write")
+    assert lake_sql(*lk, "--timeout", "-1", "SELECT 1").exit_code == 2
