@@ -5,7 +5,9 @@ Arrays (``N`` pairs): ``s2_10m (N, 4, 120, 120) uint16``, ``s2_20m (N, 6, 60, 60
 uint16``, ``patch_id (N,)`` and ``s1_name (N,)`` strings, and one band-name coordinate per stack.
 A chunk is one sample; a shard holds ``samples_per_shard`` samples of every array, so shard k of
 every array covers the same pairs. The group opens with plain ``zarr.open_group`` and
-``xarray.open_zarr``.
+``xarray.open_zarr``. Every chunk ends with its CRC32C (layout 2); groups opened here for reading
+check it through :class:`~lake.integrity.IntegrityStore`, whose errors name the array, the shard
+object and the sample.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import numpy as np
 import zarr
 
 from lake.bigearthnet import ARRAYS, ArraySpec
-from lake.codecs import codecs_for
+from lake.codecs import codecs_for, string_codecs
 from lake.config import StoreSpec
-from lake.errors import LayoutError
-from lake.layout import LAYOUT_VERSION, patches_path
+from lake.errors import ConfigError, LayoutError
+from lake.integrity import IntegrityStore
+from lake.layout import LAYOUT_VERSION, READABLE_LAYOUT_VERSIONS, patches_path
 from lake.storage import zarr_store
 
 STRING_ARRAYS = ("patch_id", "s1_name")
@@ -45,6 +48,8 @@ def create_group(
     n_samples: int,
     samples_per_shard: int,
     attributes: Mapping[str, Any] | None = None,
+    *,
+    layout_version: int = LAYOUT_VERSION,
 ) -> zarr.Group:
     """Create (or overwrite) the empty patch group of a release.
 
@@ -54,12 +59,22 @@ def create_group(
         n_samples: Number of pairs.
         samples_per_shard: Pairs per shard (the same for every array).
         attributes: Extra group attributes.
+        layout_version: 2 (chunks end with their CRC32C) or 1 (older lakes, for tests and
+            benchmarks).
+
+    Raises:
+        ConfigError: ``layout_version`` is not one this version writes.
     """
+    if layout_version not in READABLE_LAYOUT_VERSIONS:
+        raise ConfigError(
+            f"layout_version={layout_version}: use one of {sorted(READABLE_LAYOUT_VERSIONS)}"
+        )
+    checksum = layout_version >= 2
     store = zarr_store(spec, patches_path(release))
     group = zarr.open_group(store, mode="w", zarr_format=3)
     attrs: dict[str, Any] = {
         "bigearthnet_lake": {
-            "layout_version": LAYOUT_VERSION,
+            "layout_version": layout_version,
             "release": release,
             "n_samples": n_samples,
             "samples_per_shard": samples_per_shard,
@@ -80,7 +95,7 @@ def create_group(
             fill_value=0,
             dimension_names=dimension_names(a),
             attributes={"bands": list(a.bands), "resolution_m": a.resolution_m},
-            **codecs_for(a.name),
+            **codecs_for(a.name, checksum=checksum),
         )
         if a.bands:
             coord = group.create_array(
@@ -88,6 +103,7 @@ def create_group(
                 shape=(len(a.bands),),
                 dtype=str,
                 dimension_names=(f"{a.name}_band",),
+                **string_codecs(checksum=checksum),
             )
             coord[:] = np.array(a.bands)
         del arr
@@ -98,6 +114,7 @@ def create_group(
             chunks=(shard,),
             dtype=str,
             dimension_names=("sample",),
+            **string_codecs(checksum=checksum),
         )
     return group
 
@@ -114,10 +131,22 @@ def array_of(group: zarr.Group, name: str) -> zarr.Array:
     return node
 
 
+def checked_store(spec: StoreSpec, release: str) -> IntegrityStore:
+    """The read-only store of a release's patch group, checking every chunk object it returns.
+
+    A damaged object raises :class:`~lake.errors.IntegrityError` naming the array, the shard
+    object and the sample (see :mod:`lake.integrity`).
+    """
+    path = patches_path(release)
+    return IntegrityStore(zarr_store(spec, path, read_only=True), spec.child(path).url)
+
+
 def open_group(spec: StoreSpec, release: str, *, read_only: bool = True) -> zarr.Group:
-    """Open the patch group of a release."""
-    store = zarr_store(spec, patches_path(release), read_only=read_only)
-    return zarr.open_group(store, mode="r" if read_only else "r+", zarr_format=3)
+    """Open the patch group of a release (read-only: every chunk read is checked)."""
+    if read_only:
+        return zarr.open_group(checked_store(spec, release), mode="r", zarr_format=3)
+    store = zarr_store(spec, patches_path(release), read_only=False)
+    return zarr.open_group(store, mode="r+", zarr_format=3)
 
 
 def write_block(group: zarr.Group, start: int, arrays: Mapping[str, np.ndarray]) -> None:

@@ -17,11 +17,11 @@ import pyarrow.dataset as ds
 
 from lake.bigearthnet import ARRAYS
 from lake.config import StoreSpec, store_spec
-from lake.errors import LayoutError, PatchNotFound, ReleaseNotFound
-from lake.layout import annotations_table_path, patches_path, patches_table_path
-from lake.patchstore import array_of, open_group
+from lake.errors import IntegrityError, LayoutError, PatchNotFound, ReleaseNotFound
+from lake.layout import annotations_table_path, patches_table_path
+from lake.patchstore import array_of, checked_store, open_group
 from lake.release import read_manifest, read_root
-from lake.storage import filesystem, zarr_store
+from lake.storage import filesystem
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -104,25 +104,40 @@ class Release:
         return self.sample(index)
 
     def sample(self, index: int) -> dict[str, Any]:
-        """The pair stored at position ``index`` of the group (see :meth:`patch`)."""
+        """The pair stored at position ``index`` of the group (see :meth:`patch`).
+
+        Raises:
+            IntegrityError: A stored chunk of the pair fails its checksum (the message names
+                the array, the shard object and the sample).
+        """
         group = self.group
         out: dict[str, Any] = {}
-        for spec in ARRAYS:
-            values = np.asarray(array_of(group, spec.name)[index])
-            if spec.bands:
-                out.update({b: values[i] for i, b in enumerate(spec.bands)})
-            else:
-                out[spec.name] = values
-        patch_id = str(array_of(group, "patch_id")[index])
+        try:
+            for spec in ARRAYS:
+                values = np.asarray(array_of(group, spec.name)[index])
+                if spec.bands:
+                    out.update({b: values[i] for i, b in enumerate(spec.bands)})
+                else:
+                    out[spec.name] = values
+            patch_id = str(array_of(group, "patch_id")[index])
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"cannot read sample {index} of release {self.name!r} of {self.spec.url}: {exc}"
+            ) from exc
         row = self.patches(filter=ds.field("patch_id") == patch_id).to_pylist()
         out["metadata"] = row[0] if row else {"patch_id": patch_id}
         return out
 
     def to_xarray(self, chunks: Any = None) -> xr.Dataset:
-        """The whole group as an :class:`xarray.Dataset` (lazy, dask-backed when ``chunks``)."""
+        """The whole group as an :class:`xarray.Dataset` (lazy, dask-backed when ``chunks``).
+
+        Every chunk read is checked: a damaged one raises
+        :class:`~lake.errors.IntegrityError` (naming the array, shard object and sample) when
+        the values are loaded.
+        """
         import xarray as xr
 
-        store = zarr_store(self.spec, patches_path(self.name), read_only=True)
+        store = checked_store(self.spec, self.name)
         return xr.open_zarr(store, consolidated=False, chunks=chunks, zarr_format=3)
 
 

@@ -526,17 +526,18 @@ class LakeDataset(IterableDataset[Any]):
                 yield part, arrays, self._handle(problems)
             del data, failed
 
-    def _handle(self, problems: dict[int, str]) -> set[int]:
+    def _handle(self, problems: dict[int, ShardReadError]) -> set[int]:
         if not problems:
             return set()
-        first = next(iter(problems.values()))
+        first = problems[min(problems)]
         if not self.skip_errors:
-            raise ShardReadError(
+            # The same class (IntegrityError for a failed checksum), with what to do next.
+            raise type(first)(
                 f"{first}; the epoch cannot continue (pass skip_errors=True to skip and count "
                 "such samples)"
-            )
+            ) from first
         self._errors.add(len(problems))
-        for reason in sorted(set(problems.values())):
+        for reason in sorted({str(p) for p in problems.values()}):
             log.warning("skipping samples that cannot be read: %s", reason)
         return set(problems)
 

@@ -26,7 +26,8 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from lake.bigearthnet import ARRAYS_BY_NAME, BAND_STATS
-from lake.errors import ConfigError, LayoutError
+from lake.errors import ConfigError, IntegrityError, LayoutError, ShardReadError
+from lake.integrity import crc32c_ok
 from lake.loader.fetch import ArrayLayout, ShardData
 
 Resample = Literal["nearest", "bilinear"]
@@ -39,7 +40,9 @@ def chunk_decoder(layout: ArrayLayout) -> Callable[[memoryview | bytes], np.ndar
     """A function that decodes one encoded chunk of ``layout`` into its sample array.
 
     Supports what the lake writes (``numcodecs.pcodec``; ``bytes`` + ``zstd``; the portable
-    ``numcodecs.delta`` + ``bytes`` + ``blosc``) and ``gzip`` / ``crc32c``.
+    ``numcodecs.delta`` + ``bytes`` + ``blosc``; each followed by ``crc32c`` in layout 2) and
+    ``gzip``. The decoder checks a ``crc32c`` before anything else decodes the bytes, and
+    raises :class:`~lake.errors.IntegrityError` when it fails (the caller names the place).
 
     Raises:
         LayoutError: A codec is not supported.
@@ -67,7 +70,7 @@ def chunk_decoder(layout: ArrayLayout) -> Callable[[memoryview | bytes], np.ndar
             ncodec = numcodecs.get_codec({"id": _BYTES_TO_BYTES[name]})
             compressors.append(ncodec.decode)
         elif name == "crc32c":
-            compressors.append(lambda b: memoryview(b)[:-4])
+            compressors.append(_checked)
         elif name == "numcodecs.delta":
             filters.append(numcodecs.get_codec({"id": "delta", **conf}))
         else:
@@ -89,6 +92,17 @@ def chunk_decoder(layout: ArrayLayout) -> Callable[[memoryview | bytes], np.ndar
         return out
 
     return decode
+
+
+def _checked(raw: Any) -> memoryview:
+    """The bytes before the trailing CRC32C, once they match it.
+
+    Raises:
+        IntegrityError: They do not (the message is completed by :class:`BlockDecoder`).
+    """
+    if not crc32c_ok(raw):
+        raise IntegrityError("the stored bytes fail their CRC32C check")
+    return memoryview(raw)[:-4]
 
 
 @lru_cache(maxsize=32)
@@ -224,7 +238,7 @@ class BlockDecoder:
         samples: np.ndarray,
         data: Mapping[tuple[str, int], ShardData],
         failed: Mapping[tuple[str, int], BaseException],
-    ) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+    ) -> tuple[dict[str, np.ndarray], dict[int, ShardReadError]]:
         """Decode the samples (indices into the group) of a block.
 
         Args:
@@ -233,8 +247,10 @@ class BlockDecoder:
             failed: Why each ``(array, shard)`` that could not be fetched failed.
 
         Returns:
-            ``array -> (n, ...) values`` and ``row -> reason`` for rows that could not be
-            decoded (their values are left as zeros).
+            ``array -> (n, ...) values`` and ``row -> error`` for rows that could not be
+            decoded (their values are left as zeros): an :class:`~lake.errors.IntegrityError`
+            when stored bytes fail their checksum, else a
+            :class:`~lake.errors.ShardReadError`; each names the array, shard and sample.
         """
         n = len(samples)
         out = {
@@ -244,7 +260,7 @@ class BlockDecoder:
             )
             for name, lay in self.layouts.items()
         }
-        problems: dict[int, str] = {}
+        problems: dict[int, ShardReadError] = {}
         if not self.layouts or n == 0:
             return out, problems
         parts = np.array_split(np.arange(n), min(self._threads, n))
@@ -264,23 +280,37 @@ class BlockDecoder:
         data: Mapping[tuple[str, int], ShardData],
         failed: Mapping[tuple[str, int], BaseException],
         out: dict[str, np.ndarray],
-    ) -> dict[int, str]:
-        problems: dict[int, str] = {}
+    ) -> dict[int, ShardReadError]:
+        problems: dict[int, ShardReadError] = {}
         for row in rows.tolist():
             sample = int(samples[row])
             for name, layout in self.layouts.items():
                 shard, local = divmod(sample, layout.samples_per_shard)
                 key = (name, shard)
                 if key in failed:
-                    problems[row] = str(failed[key])
+                    why = failed[key]
+                    problems[row] = (
+                        why if isinstance(why, ShardReadError) else ShardReadError(str(why))
+                    )
                     break
+                part = data.get(key)
+                where = part.url if part is not None and part.url else f"shard {shard}"
                 try:
                     raw = data[key].chunks[local]
                     out[name][row] = self._finish(name, self._decoders[name](raw))
+                except IntegrityError:
+                    problems[row] = IntegrityError(
+                        f"array {name!r}, sample {sample}: the stored bytes fail their CRC32C "
+                        f"check (chunk {local} of the shard object {where}); the object was "
+                        "damaged in storage or in transit: run `lake pipeline verify` on the "
+                        "release and restore the object from a copy, or re-ingest it"
+                    )
+                    break
                 except Exception as exc:
-                    problems[row] = (
+                    problems[row] = ShardReadError(
                         f"cannot decode sample {sample} (chunk {local} of shard {shard} of "
-                        f"array {name!r}): {type(exc).__name__}: {exc}"
+                        f"array {name!r}, {where}): "
+                        f"{type(exc).__name__}: {exc}"
                     )
                     break
         return problems

@@ -29,7 +29,7 @@ from typing import Any, Final
 import numpy as np
 
 from lake.config import StoreSpec
-from lake.errors import LayoutError, ShardReadError
+from lake.errors import IntegrityError, LayoutError, ShardReadError
 from lake.layout import patches_path
 from lake.loader.cache import ShardCache
 from lake.storage import filesystem
@@ -180,11 +180,13 @@ class ShardData:
         layout: The array.
         shard: The shard number.
         chunks: Local chunk number -> its encoded bytes.
+        url: The shard object's URL (for messages).
     """
 
     layout: ArrayLayout
     shard: int
     chunks: dict[int, memoryview] = field(default_factory=dict)
+    url: str = ""
 
 
 @dataclass(frozen=True)
@@ -345,7 +347,7 @@ class ShardReader:
             except ShardReadError as exc:
                 errors[key] = exc
                 continue
-            out = data.setdefault(key, ShardData(layout, shard))
+            out = data.setdefault(key, ShardData(layout, shard, url=self.url(layout, shard)))
             for c in members:
                 off, n = int(index[c, 0]) - lo, int(index[c, 1])
                 out.chunks[c] = buf[off : off + n]
@@ -362,7 +364,7 @@ class ShardReader:
         self._check_written(layout, shard, local, offsets)
         if int((offsets + sizes).max()) > len(buf):
             raise self._error(layout, shard, "the shard index points past the object's end")
-        out = ShardData(layout, shard)
+        out = ShardData(layout, shard, url=self.url(layout, shard))
         for c, off, n in zip(local.tolist(), offsets.tolist(), sizes.tolist(), strict=True):
             out.chunks[c] = buf[off : off + n]
         return out
@@ -415,7 +417,13 @@ class ShardReader:
             )
         body = bytes(raw[:-_CRC_BYTES])
         if google_crc32c.value(body) != int.from_bytes(raw[-_CRC_BYTES:], "little"):
-            raise self._error(layout, shard, "the shard index fails its CRC32C check")
+            raise self._error(
+                layout,
+                shard,
+                "the shard index fails its CRC32C check (the object was damaged in storage or "
+                "in transit: run `lake pipeline verify` on the release)",
+                integrity=True,
+            )
         return np.frombuffer(body, dtype="<u8").reshape(layout.samples_per_shard, 2)
 
     def _whole(self, layout: ArrayLayout, shard: int) -> bytes:
@@ -458,8 +466,11 @@ class ShardReader:
                 log.debug("retry %d of %s in %.2f s after %r", attempt, key, delay, exc)
                 time.sleep(delay)
 
-    def _error(self, layout: ArrayLayout, shard: int, why: str) -> ShardReadError:
-        return ShardReadError(
+    def _error(
+        self, layout: ArrayLayout, shard: int, why: str, *, integrity: bool = False
+    ) -> ShardReadError:
+        cls = IntegrityError if integrity else ShardReadError
+        return cls(
             f"cannot read shard {shard} of array {layout.name!r} "
             f"(samples {shard * layout.samples_per_shard}.."
             f"{(shard + 1) * layout.samples_per_shard - 1}) at {self.url(layout, shard)}: {why}"

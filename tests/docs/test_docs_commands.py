@@ -152,6 +152,8 @@ OPTIONS_ONLY = {
     "bench-output/search.json",
     ".venv/bin/python benchmarks/loader.py --pairs 10000 --time-limit 90 --out /tmp/lb10k --keep "
     "--json-out loader.json",
+    ".venv/bin/python benchmarks/integrity.py --pairs 1024 --repeats 7 --json-out "
+    "bench-output/integrity.json",
 }
 
 

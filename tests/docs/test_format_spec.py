@@ -62,8 +62,15 @@ def shard_chunk(path: Path, samples_per_shard: int, position: int) -> bytes | No
     return data[offset : offset + nbytes]
 
 
+def checked(data: bytes) -> bytes:
+    """The bytes before the trailing CRC32C (layout 2), which must match them."""
+    (stored,) = struct.unpack("<I", data[-4:])
+    assert stored == crc32c(data[:-4]), "a chunk's CRC32C does not match"
+    return data[:-4]
+
+
 def vlen_utf8(frame: bytes) -> list[str]:
-    raw = zstandard.ZstdDecompressor().decompress(frame)
+    raw = zstandard.ZstdDecompressor().decompress(checked(frame))
     (count,) = struct.unpack_from("<I", raw, 0)
     items, at = [], 4
     for _ in range(count):
@@ -76,7 +83,7 @@ def vlen_utf8(frame: bytes) -> list[str]:
 def test_a_reader_written_from_the_page_agrees(built: tuple[Path, tour.Tour]) -> None:
     root, t = built
     doc = read_json(root / "lake.json")
-    assert doc["layout_version"] == 1
+    assert doc["layout_version"] == 2
     name = doc["current"]
     manifest = read_json(root / doc["releases"][name]["manifest"])
     s = manifest["parameters"]["samples_per_shard"]
@@ -106,7 +113,8 @@ def test_a_reader_written_from_the_page_agrees(built: tuple[Path, tour.Tour]) ->
             "crc32c",
         ]
         inner = [c["name"] for c in sharding["configuration"]["codecs"]]
-        assert inner == (["bytes", "zstd"] if array == "reference_map" else ["numcodecs.pcodec"])
+        plain = ["bytes", "zstd"] if array == "reference_map" else ["numcodecs.pcodec"]
+        assert inner == [*plain, "crc32c"]
 
     # sample -> pair from the patches table; names from the string arrays
     table = pq.read_table(root / f"tables/{name}/patches/part-0.parquet")
@@ -126,8 +134,9 @@ def test_a_reader_written_from_the_page_agrees(built: tuple[Path, tour.Tour]) ->
             meta = read_json(group / array / "zarr.json")
             shape = meta["shape"][1:]
             key = "/".join(["c", str(k), *("0" for _ in shape)])
-            chunk = shard_chunk(group / array / key, s, p)
-            assert chunk is not None
+            stored = shard_chunk(group / array / key, s, p)
+            assert stored is not None
+            chunk = checked(stored)
             if array == "reference_map":
                 raw = zstandard.ZstdDecompressor().decompress(chunk)
                 mine = np.frombuffer(raw, dtype).reshape(shape)
