@@ -16,11 +16,13 @@ from lake.errors import BadInput
 
 S2_PATTERN = re.compile(
     r"^(?P<platform>S2[AB])_MSIL2A_(?P<time>\d{8}T\d{6})_N9999_R(?P<orbit>\d{3})_"
-    r"T(?P<tile>\d{2}[C-X][A-Z]{2})_(?P<x>\d{2,})_(?P<y>\d{2,})$"
+    r"T(?P<tile>\d{2}[C-X][A-Z]{2})_(?P<x>\d{2,})_(?P<y>\d{2,})$",
+    re.ASCII,  # \d is [0-9] only (no fullwidth digits); callers use fullmatch (no trailing \n)
 )
 S1_PATTERN = re.compile(
     r"^(?P<platform>S1[AB])_IW_GRDH_1SDV_(?P<time>\d{8}T\d{6})_"
-    r"(?P<tile>\d{2}[C-X][A-Z]{2})_(?P<x>\d+)_(?P<y>\d+)$"
+    r"(?P<tile>\d{2}[C-X][A-Z]{2})_(?P<x>\d+)_(?P<y>\d+)$",
+    re.ASCII,
 )
 
 
@@ -100,7 +102,7 @@ def parse_patch_id(patch_id: str) -> S2Name:
     Raises:
         BadInput: The string is not a BigEarthNet v2.0 patch id.
     """
-    m = S2_PATTERN.match(patch_id)
+    m = S2_PATTERN.fullmatch(patch_id)
     if m is None:
         raise BadInput(
             patch_id,
@@ -125,7 +127,7 @@ def parse_s1_name(s1_name: str) -> S1Name:
     Raises:
         BadInput: The string is not a BigEarthNet v2.0 S1 name.
     """
-    m = S1_PATTERN.match(s1_name)
+    m = S1_PATTERN.fullmatch(s1_name)
     if m is None:
         raise BadInput(
             s1_name,

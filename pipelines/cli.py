@@ -27,6 +27,7 @@ from pipelines.cli_options import (
     RegionOpt,
     ReleaseOpt,
     SecretOpt,
+    StagingDirOpt,
     WorkerCoresOpt,
     WorkerMemoryOpt,
     WorkersOpt,
@@ -152,6 +153,7 @@ def ingest(
         Path | None,
         typer.Option("--metadata", help="The metadata parquet (default: SOURCE/metadata.parquet)."),
     ] = None,
+    staging_dir: StagingDirOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the shuffled write order.")] = 0,
     samples_per_shard: Annotated[
         int, typer.Option("--samples-per-shard", min=1, help="Pairs per shard.")
@@ -187,7 +189,7 @@ def ingest(
     spec = _spec(lake, endpoint_url, key, secret, region)
     try:
         on = cluster_spec(cluster, workers, worker_cores, worker_memory, gateway_password)
-        src = open_source(source, kind=kind, metadata_path=metadata)
+        src = open_source(source, kind=kind, metadata_path=metadata, staging_dir=staging_dir)
         opts = IngestOptions(
             release=release,
             seed=seed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -31,6 +32,16 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON document ins
 ReleaseOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option("--release", help="Release (default: the current one)."),
+]
+
+StagingDirOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--staging-dir",
+        help="For .tar.zst sources: a writable local folder to stage the archives in (default "
+        "SOURCE/.lake-staging; needed when SOURCE is read-only). It needs about 313 KB per "
+        "pair, about 172 GB for the whole set; a finished stage there is reused.",
+    ),
 ]
 
 # Where pipeline jobs run (pipelines/cluster.py); `lake pipeline ...` and `lake ingest` use them.

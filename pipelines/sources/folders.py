@@ -22,11 +22,12 @@ import pyarrow as pa
 from lake.errors import BadInput, SourceError
 from lake.names import MAPS_ROOT, S1_ROOT, S2_ROOT, pair_files
 from pipelines.sources.base import (
+    CheckedMetadata,
     Pair,
     Rejected,
     assemble_pair,
+    check_metadata,
     no_metadata,
-    read_metadata,
     stamp,
 )
 from pipelines.sources.geotiff import Band, read_band_file
@@ -114,9 +115,13 @@ class FolderSource:
             )
 
     def metadata(self) -> pa.Table:
-        """The checked metadata rows, sorted by patch_id."""
+        """The valid metadata rows, sorted by patch_id (invalid ones: :meth:`checked_metadata`)."""
+        return self.checked_metadata().table
+
+    def checked_metadata(self) -> CheckedMetadata:
+        """The valid metadata rows and a rejection for each invalid one."""
         main, extra = self._metadata_files()
-        return read_metadata(main, extra)
+        return check_metadata(main, extra)
 
     def read_band(self, relpath: str, band: str) -> Band:
         """Decode one band file given by its path relative to the root.

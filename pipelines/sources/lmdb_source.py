@@ -24,7 +24,15 @@ from lake.bigearthnet import REFERENCE_MAP, S1_BANDS, S2_BANDS
 from lake.errors import BadInput, SourceError
 from lake.grid import tile_grid
 from lake.names import S1_PATTERN, parse_patch_id, parse_s1_name
-from pipelines.sources.base import Pair, Rejected, assemble_pair, no_metadata, read_metadata, stamp
+from pipelines.sources.base import (
+    CheckedMetadata,
+    Pair,
+    Rejected,
+    assemble_pair,
+    check_metadata,
+    no_metadata,
+    stamp,
+)
 from pipelines.sources.geotiff import check_array, spec_of
 
 #: Suffix of the reference-map keys, and the tensor name inside their blobs.
@@ -147,8 +155,12 @@ class LmdbSource:
         reader(self.path)
 
     def metadata(self) -> pa.Table:
-        """The checked metadata rows, sorted by patch_id."""
-        return read_metadata(self.metadata_path, self.extra_metadata)
+        """The valid metadata rows, sorted by patch_id (invalid ones: :meth:`checked_metadata`)."""
+        return self.checked_metadata().table
+
+    def checked_metadata(self) -> CheckedMetadata:
+        """The valid metadata rows and a rejection for each invalid one."""
+        return check_metadata(self.metadata_path, self.extra_metadata)
 
     def read_pair(self, patch_id: str, s1_name: str) -> Pair:
         """Decode one pair from its three keys; georeference it from the patch grid.
@@ -196,7 +208,7 @@ class LmdbSource:
         for key in iter_keys(reader(self.path)):
             if key.endswith(MAP_KEY_SUFFIX):
                 name, known = key[: -len(MAP_KEY_SUFFIX)], known_patch_ids
-            elif S1_PATTERN.match(key):
+            elif S1_PATTERN.fullmatch(key):
                 name, known = key, known_s1_names
             else:
                 name, known = key, known_patch_ids

@@ -28,7 +28,15 @@ from tqdm import tqdm
 
 from lake.errors import BadInput, SourceError
 from lake.names import MAPS_ROOT, S1_ROOT, S2_ROOT, pair_files, split_member
-from pipelines.sources.base import Pair, Rejected, assemble_pair, no_metadata, read_metadata, stamp
+from pipelines.sources.base import (
+    CheckedMetadata,
+    Pair,
+    Rejected,
+    assemble_pair,
+    check_metadata,
+    no_metadata,
+    stamp,
+)
 from pipelines.sources.folders import metadata_paths
 from pipelines.sources.geotiff import Band, read_band_bytes
 from pipelines.sources.lmdb_source import forget_reader, iter_keys, reader
@@ -37,6 +45,12 @@ from pipelines.sources.lmdb_source import forget_reader, iter_keys, reader
 ARCHIVES: dict[str, str] = {top: f"{top}.tar.zst" for top in (S2_ROOT, S1_ROOT, MAPS_ROOT)}
 #: Default staging folder, inside the source root.
 STAGING_DIRNAME = ".lake-staging"
+#: Disk the staging LMDB takes per pair, measured by ``benchmarks/staging_disk.py``: the members'
+#: own bytes (S2 164.6 KB, S1 116.0 KB, map about 1.2 KB, as in the real sample) in LMDB's 4 KiB
+#: overflow pages (S2 182.9 KB, S1 122.9 KB, map 1.3 KB) plus its tree: 313.0 KB in data.mdb.
+STAGING_BYTES_PER_PAIR = 313_000
+#: The official archives hold 549,488 pairs (clean plus snow/cloud): about 172 GB staged.
+FULL_SET_PAIRS = 549_488
 _MARKER_PREFIX = b"\x00staged:"  # sorts before every member path
 _COMMIT_BYTES = 64 << 20
 _MAP_SIZE = 1 << 40  # address space only: the file grows with what is written
@@ -105,6 +119,17 @@ class ZstdStream:
 def _open_stream(raw: BinaryIO) -> tarfile.TarFile:
     """A tar stream (``r|``: forward only, nothing extracted) over a zstd-compressed file."""
     return tarfile.open(fileobj=ZstdStream(raw), mode="r|")  # type: ignore[call-overload]
+
+
+def staging_need(pairs: int = FULL_SET_PAIRS) -> str:
+    """How much disk staging needs, as a person reads it (e.g. for an error message)."""
+    total = pairs * STAGING_BYTES_PER_PAIR
+    return (
+        f"about {STAGING_BYTES_PER_PAIR // 1000} KB per pair "
+        f"(about {total / 1e9:.0f} GB for {pairs:,} pairs, the whole official set)"
+        if pairs == FULL_SET_PAIRS
+        else f"about {total / 1e9:.1f} GB ({pairs:,} pairs)"
+    )
 
 
 def _member_key(name: str, top: str) -> str:
@@ -230,8 +255,8 @@ class TarZstSource:
         root: The folder holding ``BigEarthNet-S2.tar.zst``, ``BigEarthNet-S1.tar.zst``,
             ``Reference_Maps.tar.zst`` and ``metadata.parquet``.
         staging_dir: Where the staging LMDB goes (default ``<root>/.lake-staging``; give a local
-            cache folder when the root is read-only or slow). It needs about the archives'
-            extracted size (about 160 GB for the whole set).
+            cache folder when the root is read-only or slow: ``lake ingest --staging-dir``). It
+            needs about 313 KB per pair, about 172 GB for the whole set (:func:`staging_need`).
         metadata_path: The metadata parquet (default ``<root>/metadata.parquet``).
         extra_metadata: More metadata parquets to include (e.g. the snow/cloud one).
         text_path: The BigEarthNet.txt parquet that comes with it, or None.
@@ -316,15 +341,20 @@ class TarZstSource:
         except (OSError, lmdb.Error) as exc:
             raise SourceError(
                 f"{self.staging}: cannot stage the archives there ({type(exc).__name__}: {exc}); "
-                "give a writable local folder with room for the extracted data as staging_dir"
+                f"give a writable local folder with room for {staging_need()} as "
+                "--staging-dir (staging_dir= in Python)"
             ) from None
         if errors:
             raise SourceError("; ".join(errors))
 
     def metadata(self) -> pa.Table:
-        """The checked metadata rows, sorted by patch_id."""
+        """The valid metadata rows, sorted by patch_id (invalid ones: :meth:`checked_metadata`)."""
+        return self.checked_metadata().table
+
+    def checked_metadata(self) -> CheckedMetadata:
+        """The valid metadata rows and a rejection for each invalid one."""
         main, extra = metadata_paths(self.root, self.metadata_path, self.extra_metadata)
-        return read_metadata(main, extra)
+        return check_metadata(main, extra)
 
     def member_name(self, relpath: str) -> str:
         """How errors name a member: ``<archive>:<member path>``."""

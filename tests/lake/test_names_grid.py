@@ -24,11 +24,29 @@ def test_parse_names():
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "S2C_MSIL2A_x", S2_ID + "_1", "S2A_MSIL1C_20170613T101031_N9999_R022_T33UUP_75_43"]
+    "bad",
+    [
+        "",
+        "S2C_MSIL2A_x",
+        S2_ID + "_1",
+        "S2A_MSIL1C_20170613T101031_N9999_R022_T33UUP_75_43",
+        S2_ID + "\n",  # a trailing newline ($ alone accepts it)
+        S2_ID.replace("_75_", "_\uff17\uff15_"),  # fullwidth digits (\d without re.ASCII)
+        "../" + S2_ID,
+    ],
 )
 def test_bad_patch_ids_are_named(bad):
     with pytest.raises(BadInput) as info:
         parse_patch_id(bad)
+    assert info.value.subject == bad and info.value.reason == "bad_name"
+
+
+@pytest.mark.parametrize(
+    "bad", [S1_ID + "\n", S1_ID.replace("_70_", "_\uff17\uff10_"), S1_ID + "/.."]
+)
+def test_bad_s1_names_are_named(bad):
+    with pytest.raises(BadInput) as info:
+        parse_s1_name(bad)
     assert info.value.subject == bad and info.value.reason == "bad_name"
 
 

@@ -200,3 +200,34 @@ def test_a_large_file_streams_through(tmp_path):
     batches = list(read_annotations(tmp_path / "t.parquet", known))
     assert len(batches) > 1
     assert sum(b.num_rows + len(bad) for b, bad in batches) == n
+
+
+@pytest.mark.parametrize("batch_size", [3, 65_536], ids=["across-batches", "one-batch"])
+@pytest.mark.parametrize("id_type", [pa.int64(), pa.string()], ids=["int", "string"])
+def test_duplicate_ids_keep_the_first_row_and_quarantine_the_rest(tmp_path, batch_size, id_type):
+    rows = [GOOD[0], GOOD[5], GOOD[7], GOOD[5], GOOD[12], GOOD[0], GOOD[12], GOOD[1]]
+    ids = [10, 11, 12, 11, 13, 10, 14, 11]  # 11 three times, 10 twice
+    table = pa.Table.from_pylist([r | {"ID": i} for r, i in zip(rows, ids, strict=True)])
+    table = table.set_column(0, "ID", pa.array(ids).cast(id_type))
+    pq.write_table(table, tmp_path / "t.parquet")
+    got, rejected = read_all(tmp_path / "t.parquet", batch_size=batch_size)
+    as_str = [str(i) for i in got["ID"].to_pylist()]
+    assert as_str == ["10", "11", "12", "13", "14"]  # the first row of each ID, in file order
+    assert got.select(list(TEXT_COLUMNS)).equals(table.take([0, 1, 2, 4, 6]))
+    assert [(r.subject, r.reason) for r in rejected] == [
+        (f"{tmp_path / 't.parquet'}: row ID {i}", "duplicate_id") for i in (11, 10, 11)
+    ]
+    assert "file row 1, which keeps it" in rejected[0].detail
+    assert "this row (file row 3)" in rejected[0].detail
+    assert "file row 0, which keeps it" in rejected[1].detail
+    assert "this row (file row 7)" in rejected[2].detail
+
+
+def test_a_duplicate_of_a_bad_row_is_still_a_duplicate(tmp_path):
+    """The first row of an ID owns it even when that row is rejected for another reason."""
+    path = write(tmp_path / "t.parquet", [row(type="vqa"), row()])
+    table = pq.read_table(path).set_column(0, "ID", pa.array([5, 5]))
+    pq.write_table(table, path)
+    got, rejected = read_all(path)
+    assert got.num_rows == 0
+    assert [r.reason for r in rejected] == ["bad_type", "duplicate_id"]

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -262,3 +263,155 @@ def test_kill_9_at_several_points_then_rerun_equals_a_clean_run(crash_source, tm
     assert a["objects"] == b["objects"]
     assert a["counts"] == b["counts"]
     assert not work.exists()
+
+
+# ------------------------------------------------------------------ bad rows, NaN, staging
+
+
+FULLWIDTH = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_\uff17\uff15_43"
+
+
+def _bad_rows(root: Path) -> dict[str, tuple[str, str, str]]:
+    """Bad metadata rows, a repeated annotation ID and NaN in one S1 band of a source copy.
+
+    Returns:
+        ``case -> (text the subject holds, reason, text the detail holds)``.
+    """
+    meta_path = root / "metadata.parquet"
+    meta = pq.read_table(meta_path)
+    rows = meta.to_pylist()
+    ids = [r["patch_id"] for r in rows]
+    n = len(rows)
+    rows[0]["labels"] = ["Arable land", "Lava"]
+    rows[1]["split"] = "val"
+    rows.append(dict(rows[4], patch_id="../../../etc/passwd"))
+    rows.append(dict(rows[4], patch_id=FULLWIDTH))
+    rows.append(dict(rows[2], labels=["Pastures"]))  # a second row for ids[2]
+    pq.write_table(pa.Table.from_pylist(rows, schema=meta.schema), meta_path)
+    expect = {
+        "bad label": (f"{meta_path}: row 0, patch_id '{ids[0]}'", "bad_label", "'Lava'"),
+        "bad split": (f"{meta_path}: row 1, patch_id '{ids[1]}'", "bad_split", "'val'"),
+        "../ id": (f"{meta_path}: row {n}, ", "bad_patch_id", "'../../../etc/passwd'"),
+        "fullwidth id": (f"{meta_path}: row {n + 1}, ", "bad_patch_id", FULLWIDTH),
+        "duplicate patch_id": (f"{meta_path}: row {n + 2}, ", "duplicate_patch_id", "row 2;"),
+    }
+    text_path = root / "BigEarthNet.txt.parquet"
+    text = pq.read_table(text_path)
+    trows = text.to_pylist()
+    first = next(r for r in trows if r["patch_id"] == ids[3] and r["type"] == "captioning")
+    trows.append(dict(first, output=first["output"] + " (a second answer)"))
+    pq.write_table(pa.Table.from_pylist(trows, schema=text.schema), text_path)
+    expect["duplicate ID"] = (f"{text_path}: row ID {first['ID']}", "duplicate_id", "keeps it")
+    vv = root / pair_files(ids[5], rows[5]["s1_name"])["VV"]
+    with rasterio.open(vv) as ds:
+        profile, values = ds.profile, ds.read(1)
+    values[60, 61] = np.nan
+    with rasterio.open(vv, "w", **profile) as ds:
+        ds.write(values, 1)
+    expect["NaN in S1"] = (str(vv), "non_finite", "1 NaN and 0 infinite")
+    return expect
+
+
+def test_bad_rows_and_values_are_quarantined_through_the_cli(clean_source, tmp_path):
+    root = tmp_path / "src"
+    shutil.copytree(clean_source, root)
+    expect = _bad_rows(root)
+    lake_dir = tmp_path / "lake"
+    cmd = [sys.executable, "-m", "pipelines.cli", "ingest", str(root), "--lake",
+           str(lake_dir), "--release", "r1", "--cluster", "sync", "--samples-per-shard", "8",
+           "--json"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["patches"] == 16 - 3  # bad label, bad split, NaN; the duplicate's first row stays
+    lines = (lake_dir / "releases" / "r1" / "quarantine.jsonl").read_text().splitlines()
+    records = [json.loads(x) for x in lines]
+    for case, (subject, reason, detail) in expect.items():
+        hits = [r for r in records if r["subject"].startswith(subject) and r["reason"] == reason]
+        assert len(hits) == 1, f"{case}: {subject} {reason} not quarantined once: {records}"
+        assert detail in hits[0]["detail"], (case, hits[0]["detail"])
+    assert doc["quarantined"]["duplicate_id"] == 1
+    # Text rows of a pair whose metadata row was quarantined say so (not "unknown").
+    meta = pq.read_table(clean_source / "metadata.parquet")
+    bad_label_id = meta["patch_id"][0].as_py()
+    about = {r["reason"] for r in records if r["patch_id"] == bad_label_id}
+    assert "patch_quarantined" in about and "unknown_patch" not in about
+    assert not [r for r in records if r["reason"] == "no_metadata"]  # no orphan double count
+    release = open_lake(store_spec(str(lake_dir), environ={})).current
+    ann = release.annotations()
+    assert pc.count_distinct(ann["ID"]).as_py() == ann.num_rows  # IDs unique in the release
+    assert not any(o.endswith("(a second answer)") for o in ann["output"].to_pylist())
+    assert set(release.sample_index) == set(meta["patch_id"].to_pylist()) - {
+        meta["patch_id"][i].as_py() for i in (0, 1, 5)
+    }
+
+
+@pytest.fixture(scope="module")
+def archive_source(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("archives") / "src"
+    synthesize(4, out, fmt="tar.zst", seed=5, text=False)
+    return out
+
+
+def test_a_read_only_tar_zst_source_needs_and_takes_staging_dir(archive_source, tmp_path):
+    root = shutil.copytree(archive_source, tmp_path / "src")
+    # The source folder cannot take the stage: its default place is taken (and, for a user other
+    # than root, the folder is read-only too).
+    (root / ".lake-staging").write_text("not a folder")
+    root.chmod(0o555)
+    try:
+        base = [sys.executable, "-m", "pipelines.cli"]
+        opts = ["--cluster", "sync", "--samples-per-shard", "8", "--json"]
+        lake_a, lake_b = str(tmp_path / "a"), str(tmp_path / "b")
+        proc = subprocess.run([*base, "ingest", str(root), "--lake", lake_a, *opts],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 1, proc.stderr
+        assert "cannot stage the archives there" in proc.stderr
+        assert "--staging-dir" in proc.stderr and "313 KB per pair" in proc.stderr
+        stage = tmp_path / "stage"
+        for cmd, lake_dir in ((["ingest"], lake_a), (["pipeline", "ingest"], lake_b)):
+            proc = subprocess.run([*base, *cmd, str(root), "--lake", lake_dir, *opts,
+                                   "--staging-dir", str(stage)],
+                                  capture_output=True, text=True, timeout=300)  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+            assert json.loads(proc.stdout)["patches"] == 4
+        assert (stage / "data.mdb").is_file()
+        assert (root / ".lake-staging").is_file()  # the source was not written to
+    finally:
+        root.chmod(0o755)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root to run the CLI as another user (nobody) against a root-owned source",
+)
+def test_a_source_another_user_cannot_write_is_staged_with_staging_dir(archive_source):
+    """The real case: the archives belong to someone else; the user may only read them."""
+    base = Path(tempfile.mkdtemp(prefix="lake-ro-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        root = shutil.copytree(archive_source, base / "src")
+        for p in (root, *root.iterdir()):
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        work = base / "work"
+        work.mkdir()
+        os.chown(work, 65534, 65534)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        cmd = [*as_nobody, sys.executable, "-m", "pipelines.cli", "ingest", str(root),
+               "--lake", str(work / "lake"), "--cluster", "sync", "--json"]  # fmt: skip
+        env = {**os.environ, "HOME": str(work)}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=work)
+        assert proc.returncode == 1, proc.stderr
+        assert "PermissionError" in proc.stderr and "--staging-dir" in proc.stderr
+        proc = subprocess.run([*cmd, "--staging-dir", str(work / "stage")], capture_output=True,
+                              text=True, timeout=300, env=env, cwd=work)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["patches"] == 4
+        assert sorted(p.name for p in root.iterdir()) == sorted(
+            p.name for p in archive_source.iterdir()
+        )
+    finally:
+        for p in base.rglob("*"):
+            if p.is_dir():
+                p.chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)

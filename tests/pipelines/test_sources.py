@@ -12,6 +12,7 @@ from pathlib import Path
 
 import lmdb
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import rasterio
@@ -21,7 +22,7 @@ from lake.bigearthnet import S1_BANDS, S2_BANDS
 from lake.errors import BadInput, SourceError
 from lake.names import pair_files
 from pipelines.sources import tarzst
-from pipelines.sources.base import PAIR_BANDS, Pair, Source
+from pipelines.sources.base import PAIR_BANDS, Pair, Source, check_metadata, read_metadata
 from pipelines.sources.folders import FolderSource
 from pipelines.sources.lmdb_source import LmdbSource
 from pipelines.sources.open import open_source
@@ -37,6 +38,7 @@ from tests.pipelines.conftest import (
     metadata_rows,
     sample_files,
     write_archives,
+    write_folders,
     write_lmdb,
     write_tar_zst,
 )
@@ -439,3 +441,115 @@ def test_lmdb_env_handle_is_per_process(sources):
     assert isinstance(env, lmdb.Environment)
     assert (os.path.abspath(source.path), os.getpid()) in _READERS
     assert "_READERS" not in pickle.dumps(source).decode("latin-1")
+
+
+# -- non-finite S1 values --------------------------------------------------------------------------
+
+
+def test_real_s1_sample_is_finite_db_without_nodata():
+    """The fact the ``non_finite`` rule rests on: released S1 bands are finite, with no nodata."""
+    for band, rel in sample_files().items():
+        if band in S1_BANDS:
+            with rasterio.open(SAMPLE / rel) as ds:
+                values = ds.read(1)
+                assert ds.nodata is None and ds.dtypes[0] == "float32"
+            assert np.isfinite(values).all()
+            assert -50 < values.min() < values.max() < 30  # dB
+
+
+def _non_finite_source(kind: str, root: Path, pair: PairFixture, bad: float) -> Source:
+    values = dict(pair.values)
+    vv = values["VV"].copy()
+    vv[7, 11] = bad
+    vv[100, 3] = bad
+    values["VV"] = vv
+    if kind == "folders":
+        write_folders(root, encode_pair(pair.patch_id, pair.s1_name, values), pair.metadata)
+    elif kind == "tar.zst":
+        write_archives(root, encode_pair(pair.patch_id, pair.s1_name, values), pair.metadata)
+    else:
+        write_lmdb(root, lmdb_entries(pair.patch_id, pair.s1_name, values), pair.metadata)
+    return opened(root)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_non_finite_s1_values_are_bad_input_naming_the_file(tmp_path, pair, kind, bad):
+    source = _non_finite_source(kind, tmp_path / "src", pair, bad)
+    err = read_error(source, pair)
+    rel = pair_files(pair.patch_id, pair.s1_name)["VV"]
+    subject = {
+        "folders": str(tmp_path / "src" / rel),
+        "tar.zst": f"BigEarthNet-S1.tar.zst:{rel}",
+        "lmdb": f"BigEarthNet.lmdb:{pair.s1_name}/VV",
+    }[kind]
+    assert (err.subject, err.reason) == (subject, "non_finite")
+    counts = "2 NaN and 0 infinite" if np.isnan(bad) else "0 NaN and 2 infinite"
+    assert f"VV holds {counts} value(s), the first at row 7, column 11" in err.detail
+
+
+# -- metadata rows -------------------------------------------------------------------------------
+
+FULLWIDTH_ID = PATCH_ID[:-5] + "\uff17\uff15_43"  # "75" in fullwidth digits
+
+
+def _bad_metadata(path: Path) -> tuple[Path, dict[int, tuple[str, str]]]:
+    """A metadata parquet: two good rows, then one bad row of every kind.
+
+    Returns:
+        The file and ``row -> (reason, value the detail must show)``.
+    """
+    good = metadata_rows(PATCH_ID, OTHER_ID).to_pylist()
+    base = good[0]
+    bad_rows = [
+        (dict(base, labels=["Arable land", "Lava"]), "bad_label", "'Lava'"),
+        (dict(base, split="val"), "bad_split", "'val'"),
+        (dict(base, patch_id="../../etc/passwd"), "bad_patch_id", "'../../etc/passwd'"),
+        (dict(base, patch_id=FULLWIDTH_ID), "bad_patch_id", FULLWIDTH_ID),
+        (dict(base, patch_id=PATCH_ID + "\n"), "bad_patch_id", repr(PATCH_ID + "\n")),
+        (dict(base, labels=[]), "no_labels", "labels is empty"),
+        (dict(base, s1_name="S1A_IW_GRDH_1SDV_x/../y"), "bad_s1_name", "'S1A_IW_GRDH_1SDV_x/../y'"),
+        (dict(good[1]), "duplicate_patch_id", f"{path}: row 1"),
+    ]
+    rows = good + [r for r, _, _ in bad_rows]
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(METADATA)), path)
+    return path, {len(good) + i: (reason, shown) for i, (_, reason, shown) in enumerate(bad_rows)}
+
+
+def test_bad_metadata_rows_are_rejected_by_file_row_value_and_reason(tmp_path):
+    path, expected = _bad_metadata(tmp_path / "metadata.parquet")
+    checked = check_metadata(path)
+    assert checked.table["patch_id"].to_pylist() == sorted([PATCH_ID, OTHER_ID])
+    got = {r.subject.split(": row ")[1].split(",")[0]: r for r in checked.rejected}
+    assert sorted(map(int, got)) == sorted(expected)
+    for row, (reason, shown) in expected.items():
+        r = got[str(row)]
+        assert r.subject.startswith(f"{path}: row {row}, patch_id ")
+        assert r.reason == reason, (row, r)
+        assert shown in r.detail, (row, r.detail)
+    assert checked.rejected_rows.num_rows == len(expected)
+    assert OTHER_ID in {r.patch_id for r in checked.rejected}  # the duplicate is named
+    with pytest.raises(SourceError, match=f"{len(expected)} invalid metadata row"):
+        read_metadata(path)  # the strict reader (synth) still refuses the file
+
+
+def test_duplicate_patch_id_across_files_keeps_the_first_file(tmp_path):
+    main = tmp_path / "metadata.parquet"
+    extra = tmp_path / "extra.parquet"
+    pq.write_table(metadata_rows(PATCH_ID), main)
+    pq.write_table(metadata_rows(PATCH_ID, OTHER_ID), extra)
+    checked = check_metadata(main, [extra])
+    assert checked.table["patch_id"].to_pylist() == sorted([PATCH_ID, OTHER_ID])
+    [dup] = checked.rejected
+    assert (dup.subject, dup.reason) == (
+        f"{extra}: row 1, patch_id '{PATCH_ID}'",
+        "duplicate_patch_id",
+    )
+    assert f"{main}: row 0" in dup.detail
+
+
+def test_a_source_with_bad_metadata_rows_still_reads_the_good_ones(folder_copy, pair):
+    _bad_metadata(folder_copy / "metadata.parquet")
+    source = FolderSource(folder_copy)
+    assert source.metadata()["patch_id"].to_pylist() == sorted([PATCH_ID, OTHER_ID])
+    assert len(source.checked_metadata().rejected) == 8
