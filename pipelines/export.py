@@ -10,6 +10,10 @@
   webdataset's own ``TarWriter`` (``mtime=0``: a rerun writes the same bytes), so
   ``webdataset.WebDataset`` and any tar reader read them.
 
+A lake export stages the selected pairs' BigEarthNet.txt rows in a private local folder
+(``lake-export-*`` in ``TMPDIR``, removed at the end; one left by a killed export is removed by
+the next export on the machine).
+
 The target must be empty, or hold an earlier run of the same export (``export.json`` at its root
 names the source, release, selection and format), which is then resumed: finished shards are
 skipped. A finished export is not redone.
@@ -20,9 +24,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import shutil
+import socket
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,11 +44,12 @@ from lake.bigearthnet import ARRAYS, TEXT_COLUMNS
 from lake.config import StoreSpec
 from lake.errors import ConfigError, QueryError
 from lake.layout import check_release_name
+from lake.lock import pid_alive
 from lake.patchstore import array_of
 from lake.reader import Lake, Release
 from lake.storage import filesystem, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic
 from pipelines.cluster import ClusterSpec, Runner
-from pipelines.sources.base import METADATA_SCHEMA, Pair, Rejected
+from pipelines.sources.base import METADATA_SCHEMA, CheckedMetadata, Pair, Rejected
 
 Format = Literal["lake", "webdataset"]
 FORMATS: tuple[Format, ...] = ("lake", "webdataset")
@@ -49,6 +58,9 @@ MARKER = "export.json"
 INDEX = "index.json"
 WORK = "_export"
 EXPORT_VERSION = 1
+#: The local folders where a lake export stages the selected text rows (see staging_folder).
+STAGING_PREFIX = "lake-export-"
+STAGING_OWNER = "owner.json"
 #: Metadata columns written into each WebDataset sample's ``.json``.
 SAMPLE_COLUMNS = (
     "patch_id",
@@ -179,6 +191,11 @@ class LakeSource:
         """The selected pairs' metadata rows, sorted by patch id."""
         return self._rows().select(METADATA_SCHEMA.names).cast(METADATA_SCHEMA)
 
+    def checked_metadata(self) -> CheckedMetadata:
+        """The selected rows, all valid: they come from a published release."""
+        rows = self.metadata()
+        return CheckedMetadata(rows, (), rows.slice(0, 0))
+
     def read_pair(self, patch_id: str, s1_name: str) -> Pair:
         """One pair, as stored in the release (bit-exact)."""
         if "georef" not in self._cache:
@@ -221,6 +238,59 @@ def stage_text(rel: Release, patch_ids: Sequence[str], folder: Path) -> str | No
     path = folder / "BigEarthNet.txt.parquet"
     pq.write_table(table, path)
     return str(path)
+
+
+@contextmanager
+def staging_folder(parent: str | None = None) -> Iterator[Path]:
+    """A private local folder for the export's staged text rows, removed when the block ends.
+
+    It is ``lake-export-*`` in the temporary directory (``TMPDIR``) and holds an ``owner.json``
+    (host, pid). An export killed with ``kill -9`` cannot remove its folder; the next export on
+    this machine does (:func:`remove_stale_staging`), so copies of the annotations do not pile
+    up in the temporary directory.
+
+    Args:
+        parent: Where to create it (the temporary directory when None).
+    """
+    parent = parent or tempfile.gettempdir()
+    remove_stale_staging(parent)
+    with tempfile.TemporaryDirectory(prefix=STAGING_PREFIX, dir=parent) as tmp:
+        owner = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+        (Path(tmp) / STAGING_OWNER).write_text(json.dumps(owner))
+        yield Path(tmp)
+
+
+def remove_stale_staging(parent: str, legacy_after: float = 86400.0) -> list[str]:
+    """Remove the staging folders of exports that died (this host, their pid gone).
+
+    Folders without an ``owner.json`` (written by older versions) are removed once they are
+    ``legacy_after`` seconds old. Folders of other users or hosts are left alone.
+
+    Returns:
+        The folders removed.
+    """
+    removed = []
+    for folder in sorted(Path(parent).glob(f"{STAGING_PREFIX}*")):
+        try:
+            if not folder.is_dir() or folder.stat().st_uid != os.getuid():
+                continue
+            try:
+                owner = json.loads((folder / STAGING_OWNER).read_text())
+            except FileNotFoundError:
+                dead = time.time() - folder.stat().st_mtime > legacy_after
+            else:
+                pid = owner.get("pid")
+                dead = (
+                    owner.get("host") == socket.gethostname()
+                    and isinstance(pid, int)
+                    and not pid_alive(pid)
+                )
+            if dead:
+                shutil.rmtree(folder)
+                removed.append(str(folder))
+        except (OSError, ValueError):
+            continue  # removed meanwhile by another export, or unreadable: not ours to judge
+    return removed
 
 
 # ---------------------------------------------------------------- WebDataset shards
@@ -428,8 +498,8 @@ def _export_lake(
 ) -> None:
     from pipelines.ingest import IngestOptions, ingest
 
-    with tempfile.TemporaryDirectory(prefix="lake-export-") as tmp:
-        source = LakeSource(rel.spec, rel.name, ids, stage_text(rel, ids, Path(tmp)))
+    with staging_folder() as tmp:
+        source = LakeSource(rel.spec, rel.name, ids, stage_text(rel, ids, tmp))
         opts = IngestOptions(
             release=new_release,
             samples_per_shard=per_shard,

@@ -28,7 +28,15 @@ import pyarrow as pa
 from catalog.build import build_catalog
 from lake.config import StoreSpec
 from lake.errors import BadInput, PublishConflict, SourceError
-from lake.layout import check_release_name, patches_path, quarantine_path, work_path
+from lake.layout import (
+    LAYOUT_VERSION,
+    check_release_name,
+    ingest_lock_path,
+    patches_path,
+    quarantine_path,
+    work_path,
+)
+from lake.lock import ObjectLock
 from lake.patchstore import create_group, open_group, shard_object_keys, write_block
 from lake.release import ObjectEntry, hash_objects, publish, read_json, read_root
 from lake.storage import filesystem, write_json_atomic
@@ -217,9 +225,15 @@ def ingest(
 
     Rerunning after a crash resumes; rerunning after success does nothing.
 
+    Two ingests of one release never run at once: the second stops at once with "another
+    ingest of this release is running" (the lock ``_work/<release>.lock``, see
+    :mod:`lake.lock`; a lock of a killed ingest on this machine is broken at once, one of
+    another machine after :data:`lake.lock.STALE_SECONDS` without its heartbeat).
+
     Raises:
-        PublishConflict: The release exists with other content, or an unfinished ingest of it
-            from another source or with other parameters is in the lake (use ``restart``).
+        PublishConflict: The release exists with other content, an unfinished ingest of it
+            from another source or with other parameters is in the lake (use ``restart``), or
+            another ingest of it is running.
         SourceError: The source cannot be read at all.
     """
     t0 = time.perf_counter()
@@ -230,6 +244,45 @@ def ingest(
     fingerprint = {"kind": source.kind, "fingerprint": source.fingerprint()}
     if _already_published(spec, release, fingerprint, report):
         return report
+    lock = _ingest_lock(spec, release)
+    try:
+        if _already_published(spec, release, fingerprint, report):  # one just finished
+            return report
+        return _ingest_locked(source, spec, options, cluster, report, fingerprint, t0)
+    finally:
+        lock.release()
+
+
+def _ingest_lock(spec: StoreSpec, release: str) -> ObjectLock:
+    """Take the release's ingest lock, or say that another ingest of it is running.
+
+    Raises:
+        PublishConflict: Another ingest of this release holds the lock.
+    """
+    lock = ObjectLock(
+        spec, ingest_lock_path(release), what=f"it ingests release {release!r}", heartbeat=True
+    )
+    if not lock.try_acquire():
+        raise PublishConflict(
+            f"another ingest of release {release!r} is running in {spec.url} "
+            f"({lock.describe_holder()}); wait for it to finish (a rerun then does nothing), or, "
+            f"if it died on another machine, rerun after {lock.stale_after:.0f} s or delete "
+            f"{spec.url}/{ingest_lock_path(release)}"
+        )
+    return lock
+
+
+def _ingest_locked(
+    source: Source,
+    spec: StoreSpec,
+    options: IngestOptions,
+    cluster: ClusterSpec,
+    report: IngestReport,
+    fingerprint: Mapping[str, Any],
+    t0: float,
+) -> IngestReport:
+    """The steps of :func:`ingest`, under the release's ingest lock."""
+    release = report.release
     state = _WorkState(spec, release)
     if options.restart:
         state.clear()
@@ -247,19 +300,16 @@ def ingest(
     state.write(header, "state.json")
 
     source.prepare(progress=options.progress)
-    meta = source.metadata()
+    checked = source.checked_metadata()  # bad rows are quarantined, not fatal
+    meta = checked.table
     rows = list(
         zip(meta.column("patch_id").to_pylist(), meta.column("s1_name").to_pylist(), strict=True)
     )
     with Runner(cluster.with_store(spec)) as runner:
         scans = _scan(runner, source, rows, options, state, report)
         valid_ids, georef, rejected = _collect(scans, rows)
-        rejected.extend(
-            asdict(r)
-            for r in source.orphans(
-                set(meta.column("patch_id").to_pylist()), set(meta.column("s1_name").to_pylist())
-            )
-        )
+        rejected[:0] = [asdict(r) for r in checked.rejected]
+        rejected.extend(asdict(r) for r in source.orphans(*checked.names()))
         if not valid_ids:
             raise SourceError(_nothing_valid(source, rejected))
         order = plan_order(valid_ids, options.seed)
@@ -269,7 +319,7 @@ def ingest(
     sample_index = {pid: k for k, pid in enumerate(ordered)}
     write_patches_table(spec, release, meta, sample_index, georef, options.samples_per_shard)
     text_rejected, text_counts = write_annotations(source, spec, release, meta, sample_index)
-    rejected.extend(text_rejected)
+    rejected.extend(_relabel_quarantined_rows(text_rejected, checked.rejected))
     _write_quarantine(spec, release, rejected, report)
     # The STAC catalog, from the tables just written; before the manifest so it is listed there.
     entries = {**entries, **build_catalog(spec, release, entries)}
@@ -286,7 +336,7 @@ def ingest(
         entries,
         counts=counts,
         source=fingerprint,
-        parameters={**options.parameters(), "layout": "v1"},
+        parameters={**options.parameters(), "layout": f"v{LAYOUT_VERSION}"},
     )
     publish(spec, release, manifest, make_current=options.make_current)
     state.clear()
@@ -295,6 +345,19 @@ def ingest(
     report.bytes = int(manifest["total_bytes"])
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _relabel_quarantined_rows(
+    text_rejected: list[dict[str, Any]], meta_rejected: Sequence[Rejected]
+) -> list[dict[str, Any]]:
+    """Text rows of a pair whose metadata row was quarantined are ``patch_quarantined``."""
+    bad_rows = {r.patch_id for r in meta_rejected if r.patch_id is not None}
+    return [
+        {**r, "reason": "patch_quarantined", "detail": "its metadata row was quarantined"}
+        if r.get("reason") == "unknown_patch" and r.get("patch_id") in bad_rows
+        else r
+        for r in text_rejected
+    ]
 
 
 def _nothing_valid(source: Source, rejected: Sequence[Mapping[str, Any]]) -> str:

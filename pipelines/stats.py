@@ -41,6 +41,7 @@ from lake.bigearthnet import ARRAYS_BY_NAME, S1_BANDS
 from lake.config import StoreSpec
 from lake.errors import LayoutError
 from lake.layout import band_stats_path, stats_work_path
+from lake.parquet_bytes import read_parquet
 from lake.patchstore import array_of, open_group
 from lake.reader import Lake, Release
 from lake.release import ObjectEntry, amend
@@ -452,8 +453,8 @@ def compute_stats(
     fs = filesystem(spec)
     done = rel.manifest.get("derived", {}).get(DERIVED_NAME)
     if not force and done and done.get("parameters") == parameters() and fs.exists(spec.path(path)):
-        with fs.open(spec.path(path), "rb") as f:
-            table = pq.read_table(f)
+        # Not pq.read_table(fs.open(...)): see lake.parquet_bytes (exit 134 after a rerun).
+        table = read_parquet(fs, spec.path(path))
         return StatsReport(
             rel.name,
             table,
@@ -547,8 +548,7 @@ def read_stats(spec: StoreSpec, release: str | None = None) -> pa.Table:
             f"release {rel.name!r} of {spec.url} has no statistics at {path}: run "
             f"`lake pipeline stats --release {rel.name}` first"
         )
-    with fs.open(spec.path(path), "rb") as f:
-        return pq.read_table(f)
+    return read_parquet(fs, spec.path(path))
 
 
 def iter_rows(table: pa.Table, group_by: str = "all") -> Iterable[dict[str, Any]]:

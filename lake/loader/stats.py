@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from lake.bigearthnet import BAND_STATS
 from lake.config import StoreSpec
 from lake.errors import ConfigError, LayoutError
 from lake.layout import band_stats_path
+from lake.parquet_bytes import read_parquet
 from lake.storage import filesystem
 
 #: ``band -> (mean, std)``.
@@ -41,8 +41,7 @@ def lake_band_stats(
             f"({band_stats_path(release)}): run `lake pipeline stats --release {release}` "
             "or use normalize='official'"
         )
-    with fs.open(path, "rb") as f:
-        table = pq.read_table(f, columns=["group_by", "group", "band", "count", "mean", "std"])
+    table = read_parquet(fs, path, ["group_by", "group", "band", "count", "mean", "std"])
     for by, value in ((group_by, group), ("all", "all")):
         mask = pc.and_(pc.equal(table["group_by"], by), pc.equal(table["group"], value))
         rows = [r for r in table.filter(mask).to_pylist() if r["count"]]

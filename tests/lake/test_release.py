@@ -101,3 +101,77 @@ def test_unknown_layout_version_is_refused(tmp_path):
     (tmp_path / "lake" / "lake.json").write_text(json.dumps({"layout_version": 99}))
     with pytest.raises(LayoutError, match="layout version 99"):
         read_root(spec)
+
+
+def _publish_many(spec, names):
+    """Publish every release of ``names`` at once, one thread each; the errors raised."""
+    manifests = {n: _manifest(spec, n) for n in names}
+    errors: list[BaseException] = []
+
+    def one(name):
+        try:
+            publish(spec, name, manifests[name])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def test_simultaneous_publishes_all_land_without_raw_errors(any_spec):
+    """3 of 32 simultaneous publishes on S3 used to fail with a raw FileNotFoundError (the lock
+    was removed between a writer's PUT and its read-back); now every one lands."""
+    names = [f"r{i:02d}" for i in range(16)]
+    assert _publish_many(any_spec, names) == []
+    assert sorted(read_root(any_spec)["releases"]) == names
+    assert not filesystem(any_spec).exists(any_spec.path("lake.json.lock"))
+
+
+_PUBLISH_CHILD = """
+import json, sys, time
+from lake.config import store_spec
+from lake.release import publish
+a = json.loads(sys.argv[1])
+spec = store_spec(a["url"], endpoint_url=a["endpoint"], key=a["key"], secret=a["secret"],
+                  region=a["region"], environ={})
+manifest = json.loads(open(a["manifest"]).read())
+while time.time() < a["at"]:
+    time.sleep(0.001)
+try:
+    publish(spec, a["name"], manifest)
+    print("ok")
+except BaseException as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.s3
+def test_32_processes_publishing_at_once_on_the_embedded_endpoint(s3_server, tmp_path):
+    """The tester's case: 32 simultaneous publishes, one process each (the old protocol: 4 raw
+    FileNotFoundError and 4 more releases silently lost in one run)."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import s3_spec_for
+
+    spec = s3_spec_for(s3_server)
+    e = s3_server.endpoint
+    at = time.time() + 20  # every child waits for this moment, then publishes
+    procs = []
+    for i in range(32):
+        name = f"r{i:02d}"
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(_manifest(spec, name)))
+        args = {"url": spec.url, "endpoint": e.endpoint_url, "key": e.key, "secret": e.secret,
+                "region": e.region, "manifest": str(path), "name": name, "at": at}  # fmt: skip
+        procs.append(subprocess.Popen([sys.executable, "-c", _PUBLISH_CHILD, json.dumps(args)],
+                                      stdout=subprocess.PIPE, text=True))  # fmt: skip
+    outcomes = [p.communicate(timeout=300)[0].strip() for p in procs]
+    assert [o for o in outcomes if o != "ok"] == []
+    assert sorted(read_root(spec)["releases"]) == [f"r{i:02d}" for i in range(32)]

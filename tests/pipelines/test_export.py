@@ -159,3 +159,45 @@ def test_export_to_s3(s3_server, jobs_lake):
     assert report.patches == 5 and report.target.startswith("s3://")
     assert_same_pairs(jobs_lake, target, ids)
     assert verify_release(target, RELEASE, cluster=THREADS).ok
+
+
+def test_a_killed_export_leaves_no_staged_text_after_the_next_run(jobs_lake, tmp_path):
+    """kill -9 during a lake export used to leave a ``lake-export-*`` folder with a copy of the
+    selected annotations in the temporary directory for good; the next export removes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    cmd = [sys.executable, "-m", "pipelines.cli", "pipeline", "export", str(tmp_path / "out"),
+           "--sql", TRAIN, "--lake", jobs_lake.url, "--cluster", "sync", "--per-shard", "2",
+           "--json"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp.glob("lake-export-*/BigEarthNet.txt.parquet")):
+            assert proc.poll() is None, "the export ended before it staged its text"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = list(tmp.glob("lake-export-*"))
+    assert len(left) == 1 and (left[0] / "BigEarthNet.txt.parquet").exists()
+    # Another user's or a live export's folder is left alone.
+    live = tmp / "lake-export-live"
+    live.mkdir()
+    (live / "owner.json").write_text(
+        json.dumps({"host": __import__("socket").gethostname(), "pid": os.getpid(), "time": 0})
+    )
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["patches"] > 0
+    assert sorted(p.name for p in tmp.glob("lake-export-*")) == ["lake-export-live"]

@@ -26,7 +26,7 @@ def _lake_cli(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=300,
-        preexec_fn=lambda: os.umask(0o022),  # noqa: PLW1509 (no threads started yet in the child)
+        preexec_fn=lambda: os.umask(0o022),
     )
 
 

@@ -4,8 +4,11 @@ manifest amendment (verification still passes), the STAC summaries, S3, bad inpu
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -214,3 +217,16 @@ def test_loader_normalises_with_the_lakes_own_stats(jobs_lake):
     assert not np.allclose(next(iter(official))["s2_10m"], sample["s2_10m"])
     with pytest.raises(ValueError, match="normalize='bogus'"):
         LakeDataset(jobs_lake, normalize="bogus")
+
+
+def test_rerunning_stats_on_a_release_that_has_them_never_aborts(jobs_lake):
+    """``lake pipeline stats`` on a release with statistics exited 134 ("terminate called
+    without an active exception") in about 1 run of 6: Arrow's threads dropped the last
+    reference to the Python file it had read the table from while the interpreter was shutting
+    down. 20 reruns of the real CLI, each must exit 0."""
+    compute_stats(jobs_lake, cluster=SYNC)
+    cmd = [sys.executable, "-m", "pipelines.cli", "pipeline", "stats", "--lake", jobs_lake.url,
+           "--cluster", "sync", "--json"]  # fmt: skip
+    results = [subprocess.run(cmd, capture_output=True, text=True, timeout=120) for _ in range(20)]
+    assert [r.returncode for r in results] == [0] * 20, [r.stderr[-300:] for r in results]
+    assert all(json.loads(r.stdout)["already_done"] for r in results)
