@@ -248,8 +248,9 @@ class _Translator:
         a, b = self._args(op, args, 2)
         if {a.kind, b.kind} & {"geometry", "array", "interval"}:
             raise QueryError(f"cannot use {op} on {a} and {b}: use the s_*, a_* or t_* functions")
+        if a.kind == "string" and b.kind == "timestamp":  # '2018' < datetime, as datetime > '2018'
+            a = self._coerce(a, b.kind, b)
         b = self._coerce(b, a.kind, a)
-        a = self._coerce(a, b.kind, b)
         return Sql(f"({a.sql} {op} {b.sql})", a.params + b.params, "boolean")
 
     def _like(self, op: str, args: list[Any]) -> Sql:
@@ -289,7 +290,9 @@ class _Translator:
         a, b = self._args(op, args, 2)
         if a.kind != "number" or b.kind != "number":
             raise QueryError(f"arithmetic {op} needs numbers, not {a} and {b}")
-        symbol = {"div": "//", "^": "**"}.get(op, op)
+        if op == "div":  # DuckDB's // divides DOUBLEs exactly, and cql2 parses 3 as 3.0
+            return Sql(f"trunc({a.sql} / {b.sql})", a.params + b.params, "number")
+        symbol = {"^": "**"}.get(op, op)
         return Sql(f"({a.sql} {symbol} {b.sql})", a.params + b.params, "number")
 
     def _array_op(self, op: str, args: list[Any]) -> Sql:
