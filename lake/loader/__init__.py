@@ -1,11 +1,18 @@
 """The streaming PyTorch loader: ``LakeDataset`` over a lake's shards, local or on S3.
 
-``import lake.loader`` is light; the names below import torch when first used. Only this
-package imports torch (an import-linter contract keeps it out of the rest of ``lake``).
+``import lake.loader`` is light; the names below are imported when first used (all but
+``ReadOptions`` import torch). Only this package imports torch (an import-linter contract keeps
+it out of the rest of ``lake``).
+
+What to read (selection, modalities, split, task, order) are :class:`LakeDataset`'s arguments;
+how to read it (requests in flight, threads, byte ranges, retries, cache) is one
+:class:`ReadOptions` value passed as ``read=``.
 
 Example:
-    >>> from lake.loader import LakeDataLoader, LakeDataset
-    >>> ds = LakeDataset("s3://bucket/lake", split="train", resample_to=120)  # doctest: +SKIP
+    >>> from lake.loader import LakeDataLoader, LakeDataset, ReadOptions
+    >>> ds = LakeDataset(
+    ...     "s3://bucket/lake", split="train", resample_to=120, read=ReadOptions(max_in_flight=32)
+    ... )  # doctest: +SKIP
     >>> for batch in LakeDataLoader(ds, batch_size=64, num_workers=4):  # doctest: +SKIP
     ...     batch["s2_10m"].shape, batch["labels"].shape
 """
@@ -18,6 +25,7 @@ from typing import Any
 _LAZY = {
     "LakeDataset": "lake.loader.dataset",
     "LakeDataLoader": "lake.loader.dataset",
+    "ReadOptions": "lake.loader.options",
     "collate_samples": "lake.loader.collate",
     "collate_fn": "lake.loader.collate",
     "collate_labels": "lake.loader.collate",

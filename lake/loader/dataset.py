@@ -8,35 +8,49 @@ record is ``docs/decisions/0005-loader.md``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, fields
+from typing import Any, Final, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lake.bigearthnet import BAND_STATS
-from lake.config import StoreSpec, store_spec
+from lake.config import StoreSpec, as_spec
 from lake.errors import ConfigError, ShardReadError
 from lake.loader import order
 from lake.loader.cache import ShardCache
 from lake.loader.collate import Batch, Sample, collate_fn
-from lake.loader.decode import RASTERS, BlockDecoder, DecodeSpec
-from lake.loader.fetch import RetryPolicy, ShardReader, group_needs, read_layouts
-from lake.loader.items import TASKS, Items, load_items, resolve_selection
-from lake.loader.stats import resolve_stats
+from lake.loader.decode import RASTERS, BlockDecoder, DecodeSpec, Resample
+from lake.loader.fetch import ShardReader, group_needs, read_layouts
+from lake.loader.items import (
+    TASKS,
+    Items,
+    LabelOrder,
+    Split,
+    Task,
+    load_items,
+    resolve_selection,
+)
+from lake.loader.options import ReadOptions
+from lake.loader.order import Equalize
+from lake.loader.stats import Normalize, resolve_stats
 
 log = logging.getLogger("lake.loader")
 
-DEFAULT_MODALITIES: Final = ("s2_10m", "s2_20m", "s1", "labels")
+Modality = Literal["s2_10m", "s2_20m", "s2_60m", "s1", "reference_map", "labels"]
+DEFAULT_MODALITIES: Final[tuple[Modality, ...]] = ("s2_10m", "s2_20m", "s1", "labels")
 MODALITIES: Final = (*RASTERS, "labels")
+#: The keywords of :class:`ReadOptions` (given to ``LakeDataset`` itself, they are refused).
+_READ_FIELDS: Final = frozenset(f.name for f in fields(ReadOptions))
 #: Positions decoded together when samples are yielded one by one.
 _DECODE_PIECE: Final = 64
 _STATE_VERSION: Final = 1
@@ -75,16 +89,6 @@ class _Counter:
         if get_spawning_popen() is None:
             return {"_value": None, "_local": self.value}
         return self.__dict__.copy()
-
-
-@dataclass(frozen=True)
-class _IO:
-    """Request settings of a dataset's readers."""
-
-    max_in_flight: int
-    dense_fraction: float
-    max_gap: int
-    timeout: float
 
 
 @dataclass
@@ -132,24 +136,19 @@ class LakeDataset(IterableDataset[Any]):
         task: ``labels``, ``caption``, ``vqa`` or ``refexp``.
         label_order: ``sorted`` (default) or ``original`` class order of the multi-hot.
         release: Release name (the current one when None); pinned at construction.
-        shuffle_buffer_shards: Shards per shuffle window (memory: about this many shards).
-        cache_dir: A local folder caching whole shard objects for later epochs (None: off).
-        cache_bytes: Size cap of the cache.
+        shuffle_buffer_shards: Shards per shuffle window (memory: about this many shards). Part
+            of the order (and of the resume state), so it stays here, not in ``read``.
         skip_errors: Skip and count samples that cannot be read (see :attr:`errors`) instead
             of failing the epoch.
-        max_retries: Retries of a request after a transient error (exponential backoff).
         batch_size: When set, yield batches of this many (one per block of the order) instead
             of samples; use ``DataLoader(ds, batch_size=None)`` or :class:`LakeDataLoader`.
         rank: This rank (default: ``torch.distributed`` when initialised, else 0).
         world_size: Number of ranks (same default).
         equalize: ``pad`` (repeat the first samples) or ``drop`` (leave out the last) so that
             every rank has the same number of samples per epoch.
-        max_in_flight: Concurrent requests per process.
-        decode_threads: Decode threads per process.
-        dense_fraction: Read a whole shard object when at least this share of it is needed.
-        max_gap: Merge byte ranges closer than this many bytes.
-        retry_delay: First backoff delay in seconds (doubles each retry).
-        timeout: Timeout of one S3 request in seconds.
+        read: How to read (requests in flight, decode threads, byte ranges, retries, timeout,
+            shard cache): a :class:`~lake.loader.options.ReadOptions`; it never changes which
+            samples come or in which order.
         **s3: ``endpoint_url``, ``key``, ``secret``, ``region`` when ``url_or_spec`` is a URL.
 
     Raises:
@@ -162,32 +161,24 @@ class LakeDataset(IterableDataset[Any]):
         self,
         url_or_spec: str | StoreSpec | None = None,
         select: Any = None,
-        modalities: Sequence[str] = DEFAULT_MODALITIES,
+        *,
+        modalities: Sequence[Modality] = DEFAULT_MODALITIES,
+        split: Split | None = None,
+        release: str | None = None,
+        task: Task = "labels",
+        label_order: LabelOrder = "sorted",
         resample_to: int | None = None,
-        resample: str = "nearest",
-        normalize: bool | str | Mapping[str, tuple[float, float]] = False,
-        split: str | None = None,
+        resample: Resample = "nearest",
+        normalize: Normalize = False,
         shuffle: bool = True,
         seed: int = 0,
-        task: str = "labels",
-        label_order: str = "sorted",
-        release: str | None = None,
         shuffle_buffer_shards: int = 4,
-        cache_dir: str | os.PathLike[str] | None = None,
-        cache_bytes: int = 20 * 2**30,
         skip_errors: bool = False,
-        max_retries: int = 5,
-        *,
         batch_size: int | None = None,
         rank: int | None = None,
         world_size: int | None = None,
-        equalize: str = "pad",
-        max_in_flight: int = 16,
-        decode_threads: int = 2,
-        dense_fraction: float = 0.25,
-        max_gap: int = 256 * 1024,
-        retry_delay: float = 0.2,
-        timeout: float = 60.0,
+        equalize: Equalize = "pad",
+        read: ReadOptions | None = None,
         **s3: Any,
     ) -> None:
         from lake.reader import open_lake
@@ -202,17 +193,23 @@ class LakeDataset(IterableDataset[Any]):
             raise ConfigError(
                 f"modalities={list(modalities)!r}: unknown {unknown}; use {', '.join(MODALITIES)}"
             )
-        if max_retries < 0 or max_in_flight < 1 or decode_threads < 1:
+        moved = sorted(set(s3) & _READ_FIELDS)
+        if moved:
+            given = ", ".join(f"{k}={s3[k]!r}" for k in moved)
             raise ConfigError(
-                f"max_retries={max_retries}, max_in_flight={max_in_flight}, "
-                f"decode_threads={decode_threads}: need >= 0, >= 1, >= 1"
+                f"{given}: I/O settings are given as read=ReadOptions({given}) "
+                "(from lake.loader import ReadOptions)"
+            )
+        if read is None:
+            read = ReadOptions()
+        elif not isinstance(read, ReadOptions):
+            raise ConfigError(
+                f"read={read!r}: give a lake.loader.ReadOptions, e.g. ReadOptions(max_in_flight=32)"
             )
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch_size={batch_size}: must be at least 1")
-        order.rank_length(1, 1, equalize)  # type: ignore[arg-type]  # validates equalize
-        self.spec = (
-            url_or_spec if isinstance(url_or_spec, StoreSpec) else store_spec(url_or_spec, **s3)
-        )
+        order.rank_length(1, 1, equalize)  # validates equalize
+        self.spec = as_spec(url_or_spec, **s3)
         rel = open_lake(self.spec).release(release)
         self.release = rel.name
         self.task = task
@@ -221,7 +218,7 @@ class LakeDataset(IterableDataset[Any]):
         self.decode_spec = DecodeSpec(
             arrays=tuple(m for m in self.modalities if m in RASTERS),
             resample_to=resample_to,
-            resample=resample,  # type: ignore[arg-type]
+            resample=resample,
             normalize=stats is not None,
             stats=()
             if stats is None or stats is BAND_STATS
@@ -233,10 +230,8 @@ class LakeDataset(IterableDataset[Any]):
         self.equalize = equalize
         self.skip_errors = skip_errors
         self.batch_size = batch_size
-        self.cache = ShardCache(os.fspath(cache_dir), cache_bytes) if cache_dir else None
-        self.retry = RetryPolicy(max_retries=max_retries, base_delay=retry_delay)
-        self.io = _IO(max_in_flight, dense_fraction, max_gap, timeout)
-        self.decode_threads = decode_threads
+        self.read = read
+        self.cache = read.shard_cache()
         selection = resolve_selection(select, self.spec, self.release)
         self.items: Items = load_items(
             rel, task, split=split, selection=selection, label_order=label_order
@@ -251,14 +246,14 @@ class LakeDataset(IterableDataset[Any]):
         self._consumed = 0
         self._errors = _Counter()
         self._runtime: _Runtime | None = None
-        self._spool: ShardCache | None = None  # set by LakeDataLoader for one epoch
+        self._spool: ShardCache | None = None  # see sharing_reads()
 
     # -- order and state ---------------------------------------------------------------------
 
     @property
     def rank_length(self) -> int:
         """Samples (positions) this rank delivers per epoch (the same on every rank)."""
-        return order.rank_length(len(self.items), self.world_size, self.equalize)  # type: ignore[arg-type]
+        return order.rank_length(len(self.items), self.world_size, self.equalize)
 
     def __len__(self) -> int:
         """Samples per epoch of this rank, or batches when ``batch_size`` is set."""
@@ -294,12 +289,47 @@ class LakeDataset(IterableDataset[Any]):
             full,
             rank=self.rank,
             world_size=self.world_size,
-            equalize=self.equalize,  # type: ignore[arg-type]
+            equalize=self.equalize,
         )
 
     def start_position(self) -> int:
         """Where the next iteration starts: what was consumed, or 0 after a finished epoch."""
         return self._consumed if self._consumed < self.rank_length else 0
+
+    def set_consumed(self, consumed: int) -> None:
+        """Record that the first ``consumed`` positions of this rank's epoch were delivered.
+
+        For a loader that counts what it delivered itself (:class:`LakeDataLoader` does: worker
+        processes cannot report what the trainer received). The next iteration and
+        :meth:`state_dict` continue from there.
+
+        Raises:
+            ConfigError: ``consumed`` is not in ``[0, rank_length]``.
+        """
+        if not 0 <= consumed <= self.rank_length:
+            raise ConfigError(
+                f"consumed={consumed}: must be in [0, rank_length={self.rank_length}]"
+            )
+        self._consumed = int(consumed)
+
+    @contextlib.contextmanager
+    def sharing_reads(self, spool: ShardCache) -> Iterator[None]:
+        """Within the block, readers built from this dataset read whole objects through ``spool``.
+
+        :class:`LakeDataLoader` uses it for one epoch: the DataLoader workers it starts inside
+        the block (they get a copy of the dataset) then fetch each whole shard object once
+        between them instead of once each. A dataset with a ``cache_dir`` uses its cache
+        instead, so this is only for datasets without one.
+
+        Args:
+            spool: A short-lived cache shared by the processes of the epoch.
+        """
+        previous = self._spool
+        self._spool = spool
+        try:
+            yield
+        finally:
+            self._spool = previous
 
     def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
         """The state to resume from: the epoch and the samples of it this rank consumed.
@@ -369,20 +399,20 @@ class LakeDataset(IterableDataset[Any]):
     def _runtime_here(self) -> _Runtime:
         rt = self._runtime
         if rt is None or rt.pid != os.getpid():
-            io = self.io
+            read = self.read
             reader = ShardReader(
                 self.spec,
                 self.release,
                 self.layouts,
-                max_in_flight=io.max_in_flight,
-                retry=self.retry,
+                max_in_flight=read.max_in_flight,
+                retry=read.retry_policy(),
                 cache=self.cache,
                 spool=self._spool,
-                dense_fraction=io.dense_fraction,
-                max_gap=io.max_gap,
-                timeout=io.timeout,
+                dense_fraction=read.dense_fraction,
+                max_gap=read.max_gap,
+                timeout=read.timeout,
             )
-            decoder = BlockDecoder(self.layouts, self.decode_spec, self.decode_threads)
+            decoder = BlockDecoder(self.layouts, self.decode_spec, read.decode_threads)
             # Two: the next run, and (at the start) the first piece's own small read.
             prefetch = ThreadPoolExecutor(2, thread_name_prefix="lake-prefetch")
             rt = self._runtime = _Runtime(os.getpid(), reader, decoder, prefetch)
@@ -401,10 +431,29 @@ class LakeDataset(IterableDataset[Any]):
             seq.length, start=start, num_workers=num_workers, worker=worker, block=block
         )
         pieces = self._pieces(seq, positions, start, block)
-        if self.batch_size:
-            yield from self._batches(pieces, seq, start, in_main)
-        else:
-            yield from self._samples(pieces, seq, in_main)
+        try:
+            if self.batch_size:
+                yield from self._batches(pieces, seq, start, in_main)
+            else:
+                yield from self._samples(pieces, seq, in_main)
+        except BaseException:
+            # An epoch that fails or is abandoned (break, close, an error) stops its threads;
+            # one that ends normally keeps them (and the shard indexes) for the next epoch.
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop this process's reading and decoding threads; the next epoch starts new ones.
+
+        Called when an epoch fails or is abandoned. Call it when done with a dataset to free its
+        threads at once rather than when the dataset is garbage-collected.
+        """
+        rt, self._runtime = self._runtime, None
+        if rt is None or rt.pid != os.getpid():
+            return
+        rt.prefetch.shutdown(wait=False, cancel_futures=True)
+        rt.reader.close()
+        rt.decoder.close()
 
     def _samples(
         self,
@@ -664,28 +713,26 @@ class LakeDataLoader(DataLoader[Any]):
     def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
         ds = self.lake_dataset
         start = ds.start_position()
-        ds._consumed = start
+        ds.set_consumed(start)
         size = ds.batch_size or 1
         length = ds.rank_length
-        spool = None
-        if self.share_reads and self.num_workers > 1 and ds.cache is None:
-            spool = tempfile.mkdtemp(prefix="lake-spool-", dir=self.spool_dir)
-            ds._spool = ShardCache(spool, self.spool_bytes)
-        batches = super().__iter__()
-        try:
-            for k, batch in enumerate(batches):
-                ds._consumed = min(start + (k + 1) * size, length)
-                if len(batch.get("patch_id", ())) == 0:
-                    continue  # every sample of the block was skipped (skip_errors=True)
-                yield batch
-        finally:
-            if spool is not None:
-                ds._spool = None
+        with contextlib.ExitStack() as epoch:
+            if self.share_reads and self.num_workers > 1 and ds.cache is None:
+                spool = tempfile.mkdtemp(prefix="lake-spool-", dir=self.spool_dir)
+                epoch.callback(shutil.rmtree, spool, ignore_errors=True)
+                epoch.enter_context(ds.sharing_reads(ShardCache(spool, self.spool_bytes)))
+                batches = super().__iter__()
                 # The workers must be gone before their spool is (an early stop leaves them).
                 shutdown = getattr(batches, "_shutdown_workers", None)
                 if shutdown is not None:
-                    shutdown()
-                shutil.rmtree(spool, ignore_errors=True)
+                    epoch.callback(shutdown)
+            else:
+                batches = super().__iter__()
+            for k, batch in enumerate(batches):
+                ds.set_consumed(min(start + (k + 1) * size, length))
+                if len(batch.get("patch_id", ())) == 0:
+                    continue  # every sample of the block was skipped (skip_errors=True)
+                yield batch
 
     def state_dict(self) -> dict[str, Any]:
         """The dataset's state (see :meth:`LakeDataset.state_dict`)."""

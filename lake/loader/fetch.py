@@ -223,7 +223,7 @@ class ShardReader:
         spool: A short-lived cache shared by the DataLoader workers of one epoch: whole objects
             that are read anyway go through it, so each is fetched once, not once per worker.
         dense_fraction: Read the whole object when at least this share of its chunks is needed.
-        max_gap: Merge two byte ranges when fewer than this many bytes lie between them.
+        max_gap: Merge two byte ranges when at most this many bytes lie between them.
         timeout: Connect/read timeout of one S3 request, in seconds.
     """
 

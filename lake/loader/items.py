@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 
 Task = Literal["labels", "caption", "vqa", "refexp"]
 TASKS: Final = ("labels", "caption", "vqa", "refexp")
+#: Class order of the multi-hot labels: alphabetical, or the 19 classes' original order.
+LabelOrder = Literal["sorted", "original"]
+LABEL_ORDERS: Final = ("sorted", "original")
+#: A split of the pairs (``bench`` holds annotation rows of text tasks only).
+Split = Literal["train", "validation", "test", "bench"]
 #: The BigEarthNet.txt ``type`` values behind each text task.
 TASK_TYPES: Final = {
     "caption": ("captioning",),
@@ -152,11 +157,11 @@ def _short(obj: Any) -> str:
 
 def load_items(
     release: Release,
-    task: str,
+    task: Task,
     *,
-    split: str | None = None,
+    split: Split | None = None,
     selection: Selection | None = None,
-    label_order: str = "sorted",
+    label_order: LabelOrder = "sorted",
 ) -> Items:
     """Read the items of a task from the release's tables.
 
@@ -166,7 +171,7 @@ def load_items(
     """
     if task not in TASKS:
         raise ConfigError(f"task={task!r}: use one of {', '.join(TASKS)}")
-    if label_order not in ("sorted", "original"):
+    if label_order not in LABEL_ORDERS:
         raise ConfigError(f"label_order={label_order!r}: use 'sorted' or 'original'")
     order = CLASSES_SORTED if label_order == "sorted" else CLASSES_ORIGINAL
     patches = release.patches(columns=["patch_id", "sample_index", "labels", "split"])

@@ -9,6 +9,7 @@ official statistics (:data:`lake.bigearthnet.BAND_STATS`), which are train-split
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 import pyarrow.compute as pc
 
@@ -16,11 +17,14 @@ from lake.bigearthnet import BAND_STATS
 from lake.config import StoreSpec
 from lake.errors import ConfigError, LayoutError
 from lake.layout import band_stats_path
-from lake.parquet_bytes import read_parquet
 from lake.storage import filesystem
+from lake.tables import read_parquet
 
 #: ``band -> (mean, std)``.
 BandStats = Mapping[str, tuple[float, float]]
+#: What to normalise with: False (nothing), True or ``"official"`` (:data:`BAND_STATS`),
+#: ``"lake"`` (the release's own statistics), or explicit :data:`BandStats`.
+Normalize = bool | Literal["official", "lake"] | BandStats
 
 
 def lake_band_stats(
@@ -50,9 +54,7 @@ def lake_band_stats(
     raise LayoutError(f"the band statistics of release {release!r} of {spec.url} are empty")
 
 
-def resolve_stats(
-    normalize: bool | str | BandStats, spec: StoreSpec, release: str
-) -> BandStats | None:
+def resolve_stats(normalize: Normalize, spec: StoreSpec, release: str) -> BandStats | None:
     """What ``normalize`` asks for: None (no normalisation) or ``band -> (mean, std)``.
 
     Args:
