@@ -15,12 +15,13 @@ chosen.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -111,18 +112,55 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such collection or item"},
 }
 
-BboxQ = Annotated[str | None, Query(description="minx,miny,maxx,maxy (WGS 84)")]
-DatetimeQ = Annotated[str | None, Query(description="Instant, date or interval a/b (../b, a/..)")]
-LimitQ = Annotated[int | None, Query(description="Items per page (at most 10000)")]
-FilterQ = Annotated[str | None, Query(description="CQL2 filter")]
-FilterLangQ = Annotated[str | None, Query(alias="filter-lang", description="cql2-text|cql2-json")]
-FilterCrsQ = Annotated[str | None, Query(alias="filter-crs", description=f"Only {CRS84}")]
-SortbyQ = Annotated[str | None, Query(description="+field,-field")]
-FieldsQ = Annotated[str | None, Query(description="field,-field (fields extension)")]
-TokenQ = Annotated[str | None, Query(description="Paging token from a next link")]
-IdsQ = Annotated[str | None, Query(description="Comma-separated item ids")]
-CollectionsQ = Annotated[str | None, Query(description="Comma-separated collection ids")]
-IntersectsQ = Annotated[str | None, Query(description="GeoJSON geometry")]
+
+#: The query parameters of the GET searches, each described once.
+BboxParam = Annotated[str | None, Field(description="minx,miny,maxx,maxy (WGS 84)")]
+IntersectsParam = Annotated[str | None, Field(description="GeoJSON geometry")]
+DatetimeParam = Annotated[
+    str | None, Field(description="Instant, date or interval a/b (../b, a/..)")
+]
+IdsParam = Annotated[str | None, Field(description="Comma-separated item ids")]
+CollectionsParam = Annotated[str | None, Field(description="Comma-separated collection ids")]
+LimitParam = Annotated[int | None, Field(description="Items per page (at most 10000)")]
+FilterParam = Annotated[str | None, Field(description="CQL2 filter")]
+FilterLangParam = Annotated[
+    str | None, Field(alias="filter-lang", description="cql2-text|cql2-json")
+]
+FilterCrsParam = Annotated[str | None, Field(alias="filter-crs", description=f"Only {CRS84}")]
+SortbyParam = Annotated[str | None, Field(description="+field,-field")]
+FieldsParam = Annotated[str | None, Field(description="field,-field (fields extension)")]
+TokenParam = Annotated[str | None, Field(description="Paging token from a next link")]
+
+
+class ItemsQuery(BaseModel):
+    """The query string of ``GET /collections/{collection_id}/items``."""
+
+    bbox: BboxParam = None
+    datetime: DatetimeParam = None
+    limit: LimitParam = None
+    filter: FilterParam = None
+    filter_lang: FilterLangParam = None
+    filter_crs: FilterCrsParam = None
+    sortby: SortbyParam = None
+    fields: FieldsParam = None
+    token: TokenParam = None
+
+
+class SearchQuery(BaseModel):
+    """The query string of ``GET /search``: that of the items, plus intersects, ids, collections."""
+
+    bbox: BboxParam = None
+    intersects: IntersectsParam = None
+    datetime: DatetimeParam = None
+    ids: IdsParam = None
+    collections: CollectionsParam = None
+    limit: LimitParam = None
+    filter: FilterParam = None
+    filter_lang: FilterLangParam = None
+    filter_crs: FilterCrsParam = None
+    sortby: SortbyParam = None
+    fields: FieldsParam = None
+    token: TokenParam = None
 
 
 def _error(status: int, code: str, description: str) -> JSONResponse:
@@ -242,6 +280,9 @@ def _without_body(send: Send) -> Send:
 def create_app(lake: str | StoreSpec | Catalog, release: str | None = None) -> FastAPI:
     """The STAC API app of a lake's release (the current one by default).
 
+    The routes are the module's routers; they reach the catalog through ``app.state.catalog``
+    (the :func:`served_catalog` dependency).
+
     Args:
         lake: The lake (URL or spec) or an open catalog.
         release: The release to serve.
@@ -254,39 +295,58 @@ def create_app(lake: str | StoreSpec | Catalog, release: str | None = None) -> F
         openapi_url="/api",
         docs_url="/api.html",
         redoc_url=None,
+        exception_handlers=_EXCEPTION_HANDLERS,
     )
     app.state.catalog = cat
     app.add_middleware(RequestGuard)
-    _install_error_handlers(app)
-    _install_routes(app, cat)
+    for router in ROUTERS:
+        app.include_router(router)
     return app
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(QueryError)
-    async def _query_error(request: Request, exc: QueryError) -> JSONResponse:
-        return _error(400, "InvalidParameterValue", str(exc))
+async def _query_error(request: Request, exc: QueryError) -> JSONResponse:
+    return _error(400, "InvalidParameterValue", str(exc))
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
-        )
-        return _error(400, "InvalidParameterValue", problems or "invalid request")
 
-    @app.exception_handler(PatchNotFound)
-    async def _not_found(request: Request, exc: PatchNotFound) -> JSONResponse:
-        return _error(404, "NotFound", str(exc))
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+    )
+    return _error(400, "InvalidParameterValue", problems or "invalid request")
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(
-            exc.status_code, "NotFound" if exc.status_code == 404 else "Error", str(exc.detail)
-        )
 
-    @app.exception_handler(LakeError)
-    async def _lake_error(request: Request, exc: LakeError) -> JSONResponse:
-        return _error(500, "ServerError", str(exc))
+async def _not_found(request: Request, exc: PatchNotFound) -> JSONResponse:
+    return _error(404, "NotFound", str(exc))
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return _error(
+        exc.status_code, "NotFound" if exc.status_code == 404 else "Error", str(exc.detail)
+    )
+
+
+async def _lake_error(request: Request, exc: LakeError) -> JSONResponse:
+    return _error(500, "ServerError", str(exc))
+
+
+_Handler = Callable[[Request, Any], Coroutine[Any, Any, Response]]
+#: How each error becomes an answer: a bad parameter is a 400, an unknown item a 404.
+_EXCEPTION_HANDLERS: dict[int | type[Exception], _Handler] = {
+    QueryError: _query_error,
+    RequestValidationError: _validation_error,
+    PatchNotFound: _not_found,
+    StarletteHTTPException: _http,
+    LakeError: _lake_error,
+}
+
+
+def served_catalog(request: Request) -> Catalog:
+    """The catalog the app serves (a dependency of every route)."""
+    cat: Catalog = request.app.state.catalog
+    return cat
+
+
+ServedCatalog = Annotated[Catalog, Depends(served_catalog)]
 
 
 def _base(request: Request) -> str:
@@ -374,182 +434,168 @@ def _check_crs(crs: str | None) -> None:
         raise QueryError(f"filter-crs {crs!r} is not supported: only {CRS84}")
 
 
-def _install_routes(app: FastAPI, cat: Catalog) -> None:
-    @app.get("/", summary="Landing page")
-    def landing(request: Request) -> JSONResponse:
-        base = _base(request)
-        doc = {
-            "type": "Catalog",
-            "stac_version": STAC_VERSION,
-            "id": cat.catalog_document["id"],
-            "title": cat.catalog_document.get("title", ""),
-            "description": cat.catalog_document.get("description", ""),
-            "conformsTo": list(CONFORMANCE),
+def _get_search(cat: Catalog, request: Request, query: ItemsQuery | SearchQuery) -> JSONResponse:
+    """A search by GET: its query's parameters, a text filter unless told otherwise."""
+    _check_crs(query.filter_crs)
+    params = query.model_dump(exclude={"filter_crs"})
+    params["filter_lang"] = query.filter_lang or ("cql2-text" if query.filter else None)
+    search = SearchRequest.from_params(params, default_limit=DEFAULT_LIMIT)
+    return _run(cat, search, _base(request), _get_next(request))
+
+
+# ---------------------------------------------------------------------- the landing page
+
+landing_routes = APIRouter()
+
+
+@landing_routes.get("/", summary="Landing page")
+def landing(request: Request, cat: ServedCatalog) -> JSONResponse:
+    """The landing page: the catalog's id and title, the conformance classes, the links."""
+    base = _base(request)
+    doc = {
+        "type": "Catalog",
+        "stac_version": STAC_VERSION,
+        "id": cat.catalog_document["id"],
+        "title": cat.catalog_document.get("title", ""),
+        "description": cat.catalog_document.get("description", ""),
+        "conformsTo": list(CONFORMANCE),
+        "links": [
+            {"rel": "self", "href": f"{base}/", "type": MEDIA_JSON},
+            {"rel": "root", "href": f"{base}/", "type": MEDIA_JSON},
+            {"rel": "conformance", "href": f"{base}/conformance", "type": MEDIA_JSON},
+            {"rel": "data", "href": f"{base}/collections", "type": MEDIA_JSON},
+            {"rel": "child", "href": f"{base}/collections/{COLLECTION_ID}", "type": MEDIA_JSON},
+            {"rel": "search", "href": f"{base}/search", "type": MEDIA_GEOJSON, "method": "GET"},
+            {"rel": "search", "href": f"{base}/search", "type": MEDIA_GEOJSON, "method": "POST"},
+            {
+                "rel": QUERYABLES_REL,
+                "href": f"{base}/queryables",
+                "type": "application/schema+json",
+            },
+            {
+                "rel": "service-desc",
+                "href": f"{base}/api",
+                "type": "application/vnd.oai.openapi+json;version=3.0",
+            },
+            {"rel": "service-doc", "href": f"{base}/api.html", "type": "text/html"},
+        ],
+    }
+    return JSONResponse(doc)
+
+
+@landing_routes.get("/conformance", summary="Conformance classes")
+def conformance() -> JSONResponse:
+    """The conformance classes."""
+    return JSONResponse({"conformsTo": list(CONFORMANCE)})
+
+
+# ---------------------------------------------------------------------- the collection
+
+collection_routes = APIRouter()
+
+
+@collection_routes.get("/collections", summary="The collections")
+def collections(request: Request, cat: ServedCatalog) -> JSONResponse:
+    """Every collection (this API serves one)."""
+    base = _base(request)
+    return JSONResponse(
+        {
+            "collections": [_collection(cat, base)],
             "links": [
-                {"rel": "self", "href": f"{base}/", "type": MEDIA_JSON},
+                {"rel": "self", "href": f"{base}/collections", "type": MEDIA_JSON},
                 {"rel": "root", "href": f"{base}/", "type": MEDIA_JSON},
-                {"rel": "conformance", "href": f"{base}/conformance", "type": MEDIA_JSON},
-                {"rel": "data", "href": f"{base}/collections", "type": MEDIA_JSON},
-                {"rel": "child", "href": f"{base}/collections/{COLLECTION_ID}", "type": MEDIA_JSON},
-                {"rel": "search", "href": f"{base}/search", "type": MEDIA_GEOJSON, "method": "GET"},
-                {
-                    "rel": "search",
-                    "href": f"{base}/search",
-                    "type": MEDIA_GEOJSON,
-                    "method": "POST",
-                },
-                {
-                    "rel": QUERYABLES_REL,
-                    "href": f"{base}/queryables",
-                    "type": "application/schema+json",
-                },
-                {
-                    "rel": "service-desc",
-                    "href": f"{base}/api",
-                    "type": "application/vnd.oai.openapi+json;version=3.0",
-                },
-                {"rel": "service-doc", "href": f"{base}/api.html", "type": "text/html"},
             ],
         }
-        return JSONResponse(doc)
-
-    @app.get("/conformance", summary="Conformance classes")
-    def conformance() -> JSONResponse:
-        return JSONResponse({"conformsTo": list(CONFORMANCE)})
-
-    @app.get("/collections", summary="The collections")
-    def collections(request: Request) -> JSONResponse:
-        base = _base(request)
-        return JSONResponse(
-            {
-                "collections": [_collection(cat, base)],
-                "links": [
-                    {"rel": "self", "href": f"{base}/collections", "type": MEDIA_JSON},
-                    {"rel": "root", "href": f"{base}/", "type": MEDIA_JSON},
-                ],
-            }
-        )
-
-    @app.get("/collections/{collection_id}", summary="One collection", responses=_ERRORS)
-    def collection(request: Request, collection_id: str) -> JSONResponse:
-        _check_collection(collection_id)
-        return JSONResponse(_collection(cat, _base(request)))
-
-    @app.get(
-        "/collections/{collection_id}/items", summary="Items of a collection", responses=_ERRORS
     )
-    def items(
-        request: Request,
-        collection_id: str,
-        bbox: BboxQ = None,
-        datetime: DatetimeQ = None,
-        limit: LimitQ = None,
-        filter: FilterQ = None,
-        filter_lang: FilterLangQ = None,
-        filter_crs: FilterCrsQ = None,
-        sortby: SortbyQ = None,
-        fields: FieldsQ = None,
-        token: TokenQ = None,
-    ) -> JSONResponse:
-        _check_collection(collection_id)
-        _check_crs(filter_crs)
-        search = SearchRequest.build(
-            bbox=bbox,
-            datetime=datetime,
-            limit=limit,
-            filter=filter,
-            filter_lang=filter_lang or ("cql2-text" if filter else None),
-            sortby=sortby,
-            fields=fields,
-            token=token,
-            default_limit=DEFAULT_LIMIT,
-        )
-        return _run(cat, search, _base(request), _get_next(request))
 
-    @app.get("/collections/{collection_id}/items/{item_id}", summary="One item", responses=_ERRORS)
-    def item(request: Request, collection_id: str, item_id: str) -> JSONResponse:
-        _check_collection(collection_id)
-        doc = _item_links(cat.item(item_id), _base(request))
-        return JSONResponse(doc, media_type=MEDIA_GEOJSON)
 
-    @app.get("/search", summary="Item search (GET)", responses=_ERRORS)
-    def search_get(
-        request: Request,
-        bbox: BboxQ = None,
-        intersects: IntersectsQ = None,
-        datetime: DatetimeQ = None,
-        ids: IdsQ = None,
-        collections: CollectionsQ = None,
-        limit: LimitQ = None,
-        filter: FilterQ = None,
-        filter_lang: FilterLangQ = None,
-        filter_crs: FilterCrsQ = None,
-        sortby: SortbyQ = None,
-        fields: FieldsQ = None,
-        token: TokenQ = None,
-    ) -> JSONResponse:
-        _check_crs(filter_crs)
-        search = SearchRequest.build(
-            bbox=bbox,
-            intersects=intersects,
-            datetime=datetime,
-            ids=ids,
-            collections=collections,
-            limit=limit,
-            filter=filter,
-            filter_lang=filter_lang or ("cql2-text" if filter else None),
-            sortby=sortby,
-            fields=fields,
-            token=token,
-            default_limit=DEFAULT_LIMIT,
-        )
-        return _run(cat, search, _base(request), _get_next(request))
+@collection_routes.get("/collections/{collection_id}", summary="One collection", responses=_ERRORS)
+def collection(request: Request, cat: ServedCatalog, collection_id: str) -> JSONResponse:
+    """One collection."""
+    _check_collection(collection_id)
+    return JSONResponse(_collection(cat, _base(request)))
 
-    @app.post("/search", summary="Item search (POST)", responses=_ERRORS)
-    def search_post(request: Request, body: SearchBody) -> JSONResponse:
-        _check_crs(body.filter_crs)
-        sortby = body.sortby
-        fields = body.fields
-        search = SearchRequest.build(
-            bbox=body.bbox,
-            intersects=body.intersects,
-            datetime=body.datetime,
-            ids=body.ids,
-            collections=body.collections,
-            limit=body.limit,
-            filter=body.filter,
-            filter_lang=body.filter_lang,
-            sortby=[s.model_dump() for s in sortby] if isinstance(sortby, list) else sortby,
-            fields=fields.model_dump(exclude_none=True)
-            if isinstance(fields, FieldsBody)
-            else fields,
-            token=body.token,
-            default_limit=DEFAULT_LIMIT,
-        )
-        sent = json.loads(body.model_dump_json(by_alias=True, exclude_none=True))
-        link = {
-            "rel": "next",
-            "href": f"{_base(request)}/search",
-            "type": MEDIA_GEOJSON,
-            "method": "POST",
-            "body": sent,
-            "merge": False,
-        }
-        return _run(cat, search, _base(request), link)
 
-    @app.get("/queryables", summary="Queryable properties of every collection")
-    def queryables(request: Request) -> JSONResponse:
-        url = f"{_base(request)}/queryables"
-        doc = cat.queryables.json_schema(url, "Queryables of the BigEarthNet lake")
-        return JSONResponse(doc, media_type="application/schema+json")
+@collection_routes.get(
+    "/collections/{collection_id}/items", summary="Items of a collection", responses=_ERRORS
+)
+def items(
+    request: Request,
+    cat: ServedCatalog,
+    collection_id: str,
+    query: Annotated[ItemsQuery, Query()],
+) -> JSONResponse:
+    """The collection's Items, a page at a time."""
+    _check_collection(collection_id)
+    return _get_search(cat, request, query)
 
-    @app.get(
-        "/collections/{collection_id}/queryables",
-        summary="Queryable properties of a collection",
-        responses=_ERRORS,
-    )
-    def collection_queryables(request: Request, collection_id: str) -> JSONResponse:
-        _check_collection(collection_id)
-        url = f"{_base(request)}/collections/{collection_id}/queryables"
-        doc = cat.queryables.json_schema(url, f"Queryables of {collection_id}")
-        return JSONResponse(doc, media_type="application/schema+json")
+
+@collection_routes.get(
+    "/collections/{collection_id}/items/{item_id}", summary="One item", responses=_ERRORS
+)
+def item(request: Request, cat: ServedCatalog, collection_id: str, item_id: str) -> JSONResponse:
+    """One Item by id."""
+    _check_collection(collection_id)
+    doc = _item_links(cat.item(item_id), _base(request))
+    return JSONResponse(doc, media_type=MEDIA_GEOJSON)
+
+
+# ---------------------------------------------------------------------- item search
+
+search_routes = APIRouter()
+
+
+@search_routes.get("/search", summary="Item search (GET)", responses=_ERRORS)
+def search_get(
+    request: Request, cat: ServedCatalog, query: Annotated[SearchQuery, Query()]
+) -> JSONResponse:
+    """Item search with the parameters in the query string."""
+    return _get_search(cat, request, query)
+
+
+@search_routes.post("/search", summary="Item search (POST)", responses=_ERRORS)
+def search_post(request: Request, cat: ServedCatalog, body: SearchBody) -> JSONResponse:
+    """Item search with the parameters in a JSON body; the next link repeats the body."""
+    _check_crs(body.filter_crs)
+    params = body.model_dump(exclude_none=True, exclude={"filter_crs"})
+    search = SearchRequest.from_params(params, default_limit=DEFAULT_LIMIT)
+    sent = json.loads(body.model_dump_json(by_alias=True, exclude_none=True))
+    link = {
+        "rel": "next",
+        "href": f"{_base(request)}/search",
+        "type": MEDIA_GEOJSON,
+        "method": "POST",
+        "body": sent,
+        "merge": False,
+    }
+    return _run(cat, search, _base(request), link)
+
+
+# ---------------------------------------------------------------------- queryables
+
+queryables_routes = APIRouter()
+
+
+@queryables_routes.get("/queryables", summary="Queryable properties of every collection")
+def queryables(request: Request, cat: ServedCatalog) -> JSONResponse:
+    """The properties a filter may name, of every collection."""
+    url = f"{_base(request)}/queryables"
+    doc = cat.queryables.json_schema(url, "Queryables of the BigEarthNet lake")
+    return JSONResponse(doc, media_type="application/schema+json")
+
+
+@queryables_routes.get(
+    "/collections/{collection_id}/queryables",
+    summary="Queryable properties of a collection",
+    responses=_ERRORS,
+)
+def collection_queryables(request: Request, cat: ServedCatalog, collection_id: str) -> JSONResponse:
+    """The properties a filter may name, of one collection."""
+    _check_collection(collection_id)
+    url = f"{_base(request)}/collections/{collection_id}/queryables"
+    doc = cat.queryables.json_schema(url, f"Queryables of {collection_id}")
+    return JSONResponse(doc, media_type="application/schema+json")
+
+
+#: Every route of the API, in the order of its OpenAPI document.
+ROUTERS = (landing_routes, collection_routes, search_routes, queryables_routes)

@@ -31,9 +31,9 @@ from lake.layout import (
     stac_items_path,
     stac_path,
 )
-from lake.parquet_bytes import read_parquet
 from lake.release import ObjectEntry, hash_objects, list_objects, read_manifest
 from lake.storage import filesystem, sha256_bytes, write_bytes_atomic
+from lake.tables import read_parquet
 
 #: Items per Parquet row group: small enough that bbox, datetime and id statistics prune well.
 ROW_GROUP = 8192
@@ -124,7 +124,7 @@ def read_band_stats(
     path = band_stats_path(release)
     if not objects or path not in objects:
         return None
-    return read_parquet(filesystem(spec), spec.path(path))  # Arrow-owned: see lake.parquet_bytes
+    return read_parquet(filesystem(spec), spec.path(path))  # Arrow-owned: see lake.tables
 
 
 def render_catalog(

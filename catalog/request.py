@@ -2,7 +2,10 @@
 
 Each parameter takes the forms STAC API clients send: GET strings (``bbox=1,2,3,4``,
 ``sortby=-datetime,+id``, ``fields=id,-geometry``) and POST JSON (lists and objects). Every bad
-value raises :class:`~lake.errors.QueryError` naming the parameter and the value.
+value raises :class:`~lake.errors.QueryError` naming the parameter and the value. Every front
+door hands its parameters over as one mapping (:class:`SearchParams`) to
+:meth:`SearchRequest.from_params`: ``catalog.search()``'s keywords, ``lake search``'s options,
+the API's query string and POST body.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from catalog.cql import parse_filter
 from catalog.fields import Fields
@@ -25,6 +28,30 @@ from lake.errors import QueryError
 #: The most Items one page may hold (larger limits are lowered to it, as STAC APIs do).
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 10
+
+
+class SearchParams(TypedDict, total=False):
+    """The parameters of an item search as given, by name; a missing or None one is not given.
+
+    The names are the STAC API's, with ``filter_lang`` for its ``filter-lang``; each value
+    may be a GET string or a POST value (see the ``parse_*`` functions).
+    """
+
+    bbox: str | Sequence[float] | None
+    intersects: str | Mapping[str, Any] | None
+    datetime: str | None
+    ids: str | Sequence[str] | None
+    collections: str | Sequence[str] | None
+    filter: str | Mapping[str, Any] | None
+    filter_lang: str | None
+    sortby: str | Sequence[str | Mapping[str, Any]] | None
+    fields: str | Sequence[str] | Mapping[str, Any] | Fields | None
+    limit: int | str | None
+    token: str | None
+
+
+#: The names :class:`SearchParams` knows, in the STAC API's order.
+PARAMETERS: tuple[str, ...] = tuple(SearchParams.__annotations__)
 
 
 def _strings(value: str | Sequence[str] | None, what: str) -> tuple[str, ...] | None:
@@ -183,27 +210,30 @@ class SearchRequest:
     offset: int = 0
 
     @classmethod
-    def build(
-        cls,
-        *,
-        bbox: str | Sequence[float] | None = None,
-        intersects: str | Mapping[str, Any] | None = None,
-        datetime: str | None = None,
-        ids: str | Sequence[str] | None = None,
-        collections: str | Sequence[str] | None = None,
-        filter: str | Mapping[str, Any] | None = None,
-        filter_lang: str | None = None,
-        sortby: str | Sequence[str | Mapping[str, Any]] | None = None,
-        fields: str | Sequence[str] | Mapping[str, Any] | Fields | None = None,
-        limit: int | str | None = None,
-        token: str | None = None,
-        default_limit: int | None = DEFAULT_LIMIT,
+    def from_params(
+        cls, params: Mapping[str, Any], *, default_limit: int | None = DEFAULT_LIMIT
     ) -> SearchRequest:
-        """Parse and check every parameter (GET strings or POST values).
+        """Parse and check every parameter of a mapping (GET strings or POST values).
+
+        Args:
+            params: Parameter name -> value (see :class:`SearchParams`); None means not given.
+            default_limit: The page size when ``limit`` is not given (None: every match).
 
         Raises:
-            QueryError: A parameter is malformed; the message names it and its value.
+            QueryError: A parameter is malformed (the message names it and its value), or the
+                mapping names one that :class:`SearchParams` does not know.
         """
+        unknown = sorted(set(params) - set(PARAMETERS))
+        if unknown:
+            raise QueryError(
+                f"unknown search parameter(s) {', '.join(map(repr, unknown))}: "
+                f"use {', '.join(PARAMETERS)}"
+            )
+        bbox = params.get("bbox")
+        intersects = params.get("intersects")
+        datetime = params.get("datetime")
+        filter = params.get("filter")
+        filter_lang = params.get("filter_lang")
         if bbox is not None and intersects is not None:
             raise QueryError("bbox and intersects cannot be used together: give one of them")
         if datetime is not None and not isinstance(datetime, str):
@@ -217,11 +247,22 @@ class SearchRequest:
             bbox=parse_bbox(bbox),
             intersects=parse_intersects(intersects),
             datetime=parse_interval(datetime) if datetime else None,
-            ids=_strings(ids, "ids"),
-            collections=_strings(collections, "collections"),
+            ids=_strings(params.get("ids"), "ids"),
+            collections=_strings(params.get("collections"), "collections"),
             filter=parsed_filter,
-            sortby=parse_sortby(sortby),
-            fields=Fields.parse(fields),
-            limit=parse_limit(limit, default_limit),
-            offset=decode_token(token),
+            sortby=parse_sortby(params.get("sortby")),
+            fields=Fields.parse(params.get("fields")),
+            limit=parse_limit(params.get("limit"), default_limit),
+            offset=decode_token(params.get("token")),
         )
+
+    @classmethod
+    def build(
+        cls, *, default_limit: int | None = DEFAULT_LIMIT, **params: Unpack[SearchParams]
+    ) -> SearchRequest:
+        """:meth:`from_params` with the parameters as keywords (``build(bbox=..., limit=5)``).
+
+        Raises:
+            QueryError: A parameter is malformed; the message names it and its value.
+        """
+        return cls.from_params(params, default_limit=default_limit)

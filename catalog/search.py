@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import pyarrow as pa
 
@@ -26,14 +26,15 @@ from catalog.derived import SOURCES, rules_of
 from catalog.fields import TOP_LEVEL, Fields
 from catalog.items import constants_of
 from catalog.queryables import Queryables
-from catalog.request import SearchRequest, encode_token
+from catalog.request import SearchParams, SearchRequest, encode_token
 from catalog.rows import ASSET_PREFIX, to_items, to_table
 from catalog.stac import COLLECTION_ID
-from lake.config import StoreSpec, store_spec
+from lake.config import StoreSpec, as_spec
+from lake.duck import duckdb_connect, duckdb_url
 from lake.errors import LayoutError, PatchNotFound, QueryError
 from lake.layout import stac_items_path, stac_path
-from lake.release import read_root
-from lake.storage import duckdb_connect, filesystem, read_json
+from lake.release import resolve_release
+from lake.storage import filesystem, read_json
 
 if TYPE_CHECKING:
     import pystac
@@ -113,22 +114,14 @@ class Catalog:
         release: The release (the lake's current one when None).
 
     Raises:
-        ReleaseNotFound: The release is not published.
+        ReleaseNotFound: The release is not published, or (None) nothing is published yet.
         LayoutError: The release has no catalog (it was published before catalogs were built).
     """
 
     def __init__(self, spec: StoreSpec, release: str | None = None) -> None:
         import pyarrow.parquet as pq
 
-        root = read_root(spec)
-        name = release or root.get("current")
-        if not name:
-            raise LayoutError(f"the lake {spec.url} has no release yet: run `lake ingest`")
-        if name not in root["releases"]:
-            from lake.errors import ReleaseNotFound
-
-            known = ", ".join(root["releases"]) or "none"
-            raise ReleaseNotFound(f"release {name!r} is not in {spec.url} (releases: {known})")
+        name = resolve_release(spec, release)
         self.spec = spec
         self.release: str = name
         fs = filesystem(spec)
@@ -157,13 +150,9 @@ class Catalog:
         )
         self.base_url = f"{spec.url.rstrip('/')}/{stac_path(name)}/"
         self._con = duckdb_connect(spec, extensions=("httpfs", "spatial", "icu"))
-        if spec.protocol == "memory":
-            self._con.register_filesystem(fs)
-            source = f"memory://{path}"
-        else:
-            source = path if spec.protocol == "file" else f"{spec.protocol}://{path}"
         for setting in _SETTINGS:
             self._con.execute(setting)
+        source = duckdb_url(spec, stac_items_path(name))
         literal = "'" + source.replace("'", "''") + "'"
         self._con.execute(f"CREATE VIEW items AS SELECT * FROM read_parquet({literal})")
 
@@ -358,31 +347,28 @@ def open_catalog(lake: str | StoreSpec | Catalog, release: str | None = None) ->
     """Open the catalog of a lake's release (the current one by default)."""
     if isinstance(lake, Catalog):
         return lake
-    spec = lake if isinstance(lake, StoreSpec) else store_spec(lake)
+    spec = as_spec(lake)
     return Catalog(spec, release)
 
 
 def search(
     lake: str | StoreSpec | Catalog,
     *,
-    bbox: str | Sequence[float] | None = None,
-    intersects: str | Mapping[str, Any] | None = None,
-    datetime: str | None = None,
-    ids: str | Sequence[str] | None = None,
-    collections: str | Sequence[str] | None = None,
-    filter: str | Mapping[str, Any] | None = None,
-    filter_lang: str | None = None,
-    sortby: str | Sequence[str | Mapping[str, Any]] | None = None,
-    fields: str | Sequence[str] | Mapping[str, Any] | None = None,
-    limit: int | None = None,
-    token: str | None = None,
     release: str | None = None,
     as_arrow: bool = False,
+    **params: Unpack[SearchParams],
 ) -> pystac.ItemCollection | pa.Table:
     """Search a lake's STAC Items, as the STAC API does.
 
+    The search parameters (``bbox`` to ``token`` below) are keywords, checked by
+    :meth:`~catalog.request.SearchRequest.from_params`; without a ``limit`` every match is
+    returned.
+
     Args:
         lake: The lake (URL or spec) or an open :class:`Catalog` (reuse it for many searches).
+        release: The release (the current one when None).
+        as_arrow: Return the rows as an Arrow table (stac-geoparquet layout, hrefs relative to
+            the catalog folder) instead of a pystac ItemCollection.
         bbox: ``[minx, miny, maxx, maxy]`` in WGS 84 (or ``"minx,miny,maxx,maxy"``).
         intersects: A GeoJSON geometry the footprint must intersect.
         datetime: An instant, a date (``2017-06``), or an interval ``a/b`` with open ends
@@ -396,9 +382,6 @@ def search(
             [...]}`` (the fields extension).
         limit: Items to return (None: every match).
         token: The paging token of a previous result (its ``next_token``).
-        release: The release (the current one when None).
-        as_arrow: Return the rows as an Arrow table (stac-geoparquet layout, hrefs relative to
-            the catalog folder) instead of a pystac ItemCollection.
 
     Returns:
         A :class:`pystac.ItemCollection` (``extra_fields["next_token"]`` holds the token of the
@@ -406,23 +389,10 @@ def search(
         metadata under ``next_token``).
 
     Raises:
-        QueryError: A bad parameter (the message names it and the value).
+        QueryError: A bad or unknown parameter (the message names it and the value).
         ReleaseNotFound: No such release.
     """
-    request = SearchRequest.build(
-        bbox=bbox,
-        intersects=intersects,
-        datetime=datetime,
-        ids=ids,
-        collections=collections,
-        filter=filter,
-        filter_lang=filter_lang,
-        sortby=sortby,
-        fields=fields,
-        limit=limit,
-        token=token,
-        default_limit=None,
-    )
+    request = SearchRequest.from_params(params, default_limit=None)
     cat = open_catalog(lake, release)
     try:
         page = cat.search(request)

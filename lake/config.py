@@ -131,6 +131,44 @@ def store_spec(
     return StoreSpec(norm, endpoint_url=endpoint, key=key, secret=secret, region=region)
 
 
+def as_spec(
+    lake: str | os.PathLike[str] | StoreSpec | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **s3: str | None,
+) -> StoreSpec:
+    """The one place a lake given as a URL, a path or a spec becomes a :class:`StoreSpec`.
+
+    Every public entry point that takes a lake (``open_lake``, ``lake.connect``,
+    ``LakeDataset``, ``open_catalog``, the CLI) calls this, so they all accept the same things
+    and read the environment the same way.
+
+    Args:
+        lake: A folder, ``s3://bucket/prefix``, ``memory://name`` or a spec; ``LAKE_URL`` or
+            ``./lake-data`` when None.
+        environ: The environment to read (``os.environ`` by default).
+        **s3: ``endpoint_url``, ``key``, ``secret``, ``region`` (None: from the environment).
+
+    Raises:
+        ConfigError: A malformed URL, incomplete credentials, an unknown S3 option, or S3
+            options given together with a spec (which already holds them).
+    """
+    unknown = sorted(set(s3) - {"endpoint_url", "key", "secret", "region"})
+    if unknown:
+        raise ConfigError(
+            f"unknown S3 option(s) {', '.join(unknown)}: use endpoint_url, key, secret, region"
+        )
+    if isinstance(lake, StoreSpec):
+        given = sorted(k for k, v in s3.items() if v is not None)
+        if given:
+            raise ConfigError(
+                f"S3 option(s) {', '.join(given)} given with a StoreSpec, which holds its own: "
+                "pass the URL instead, or build the spec with them"
+            )
+        return lake
+    return store_spec(None if lake is None else os.fspath(lake), environ=environ, **s3)
+
+
 def env_flag(name: str, default: bool = False, environ: Mapping[str, str] | None = None) -> bool:
     """Read a boolean environment variable (``1``, ``true``, ``yes`` are true)."""
     env = os.environ if environ is None else environ

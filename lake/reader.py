@@ -16,11 +16,12 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from lake.bigearthnet import ARRAYS
-from lake.config import StoreSpec, store_spec
-from lake.errors import IntegrityError, LayoutError, PatchNotFound, ReleaseNotFound
-from lake.layout import annotations_table_path, patches_table_path
+from lake.config import StoreSpec, as_spec
+from lake.documents import Manifest, RootDocument
+from lake.errors import IntegrityError, LayoutError, PatchNotFound
+from lake.layout import ROOT_DOCUMENT, annotations_table_path, patches_table_path
 from lake.patchstore import array_of, checked_store, open_group
-from lake.release import read_manifest, read_root
+from lake.release import read_manifest, read_root, resolve_release
 from lake.storage import filesystem
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class Release:
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         """The release manifest (objects, counts, source, parameters)."""
         return read_manifest(self.spec, self.name)
 
@@ -152,13 +153,13 @@ class Lake:
     spec: StoreSpec
 
     @property
-    def root(self) -> dict[str, Any]:
+    def root(self) -> RootDocument:
         """The root document (``lake.json``)."""
         return read_root(self.spec)
 
     @property
     def releases(self) -> list[str]:
-        """Names of the published releases, oldest first."""
+        """Names of the published releases, as ``lake.json`` lists them (by name)."""
         return list(self.root["releases"])
 
     @property
@@ -168,23 +169,15 @@ class Lake:
         Raises:
             ReleaseNotFound: Nothing has been published yet.
         """
-        name = self.root.get("current")
-        if not name:
-            raise ReleaseNotFound(f"the lake {self.spec.url} has no release yet: run `lake ingest`")
-        return Release(self.spec, name)
+        return Release(self.spec, resolve_release(self.spec))
 
     def release(self, name: str | None = None) -> Release:
-        """A release by name (the current one when None).
+        """A release by name (the current one when None; see :func:`lake.release.resolve_release`).
 
         Raises:
             ReleaseNotFound: No such release.
         """
-        if name is None:
-            return self.current
-        if name not in self.root["releases"]:
-            known = ", ".join(self.releases) or "none"
-            raise ReleaseNotFound(f"release {name!r} is not in {self.spec.url} (releases: {known})")
-        return Release(self.spec, name)
+        return Release(self.spec, resolve_release(self.spec, name))
 
     def patch(self, patch_id: str) -> dict[str, Any]:
         """A pair of the current release (see :meth:`Release.patch`)."""
@@ -201,9 +194,9 @@ def open_lake(url: str | StoreSpec | None = None, **s3: Any) -> Lake:
     Raises:
         LayoutError: There is no lake at the URL.
     """
-    spec = url if isinstance(url, StoreSpec) else store_spec(url, **s3)
+    spec = as_spec(url, **s3)
     lake = Lake(spec)
     root = lake.root
-    if not root["releases"] and not filesystem(spec).exists(spec.path("lake.json")):
+    if not root["releases"] and not filesystem(spec).exists(spec.path(ROOT_DOCUMENT)):
         raise LayoutError(f"there is no lake at {spec.url} (no lake.json): run `lake ingest` first")
     return lake

@@ -3,6 +3,8 @@
 A release is immutable. Ingest writes every object under the release's own names, then the
 manifest, then swaps ``lake.json`` last, under a lock object so that two writers never both win.
 Readers pin a release through ``lake.json``; objects not listed there are invisible.
+:func:`resolve_release` is the one place that turns a release name (or None: the current one)
+into a published release; the documents' shapes are in :mod:`lake.documents`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import fsspec
-
 from lake.config import StoreSpec
+from lake.documents import Amendment, Manifest, ObjectRecord, ReplacedObject, RootDocument
 from lake.errors import LayoutError, PublishConflict, ReleaseNotFound
 from lake.layout import (
     LAYOUT_VERSION,
@@ -46,6 +47,10 @@ class ObjectEntry:
     size: int
     sha256: str
 
+    def record(self) -> ObjectRecord:
+        """The entry as the manifest lists it."""
+        return {"path": self.path, "size": self.size, "sha256": self.sha256}
+
 
 def hash_objects(spec: StoreSpec, paths: Iterable[str]) -> list[ObjectEntry]:
     """Read objects (paths relative to the lake) and return their sizes and checksums."""
@@ -67,7 +72,7 @@ def list_objects(spec: StoreSpec, prefix: str) -> list[str]:
     return sorted(p[len(root) :] for p in fs.find(base))
 
 
-def read_root(spec: StoreSpec) -> dict[str, Any]:
+def read_root(spec: StoreSpec) -> RootDocument:
     """The root document, or an empty lake's document when there is none yet.
 
     Raises:
@@ -75,6 +80,7 @@ def read_root(spec: StoreSpec) -> dict[str, Any]:
     """
     fs = filesystem(spec)
     path = spec.path(ROOT_DOCUMENT)
+    doc: RootDocument
     try:
         doc = read_json(fs, path)
     except FileNotFoundError:
@@ -89,19 +95,45 @@ def read_root(spec: StoreSpec) -> dict[str, Any]:
     return doc
 
 
-def read_manifest(spec: StoreSpec, release: str) -> dict[str, Any]:
-    """The manifest of a published release.
+def resolve_release(spec: StoreSpec, release: str | None = None) -> str:
+    """The name of a published release: ``release`` itself, or the current one when None.
+
+    The one release lookup of the project: readers (:class:`lake.reader.Lake`), SQL sessions,
+    the catalog and the jobs all resolve ``release=`` here, so they accept and refuse the same
+    names with the same message.
+
+    Args:
+        spec: The lake.
+        release: A release name, or None for the lake's current release.
 
     Raises:
-        ReleaseNotFound: The release is not published in this lake.
+        ReleaseNotFound: ``release`` is not published in the lake (the message lists those that
+            are), or it is None and nothing is published yet.
+        LayoutError: ``lake.json`` is not a lake root of a known layout version.
     """
-    root = read_root(spec)
-    if release not in root["releases"]:
-        known = ", ".join(sorted(root["releases"])) or "none"
+    doc = read_root(spec)
+    if release is None:
+        current = doc.get("current")
+        if not current:
+            raise ReleaseNotFound(f"the lake {spec.url} has no release yet: run `lake ingest`")
+        return current
+    if release not in doc["releases"]:
+        known = ", ".join(doc["releases"]) or "none"
         raise ReleaseNotFound(
             f"release {release!r} is not in the lake {spec.url} (published releases: {known})"
         )
-    return dict(read_json(filesystem(spec), spec.path(manifest_path(release))))
+    return release
+
+
+def read_manifest(spec: StoreSpec, release: str | None = None) -> Manifest:
+    """The manifest of a published release (the current one when None).
+
+    Raises:
+        ReleaseNotFound: The release is not published in this lake (see :func:`resolve_release`).
+    """
+    name = resolve_release(spec, release)
+    manifest: Manifest = read_json(filesystem(spec), spec.path(manifest_path(name)))
+    return manifest
 
 
 def build_manifest(
@@ -112,7 +144,7 @@ def build_manifest(
     counts: Mapping[str, Any],
     source: Mapping[str, Any],
     parameters: Mapping[str, Any],
-) -> dict[str, Any]:
+) -> Manifest:
     """The manifest: every object under the release's prefixes, with size and checksum.
 
     Objects already hashed (``entries``, e.g. by the shard writers) are taken as they are;
@@ -136,15 +168,19 @@ def build_manifest(
         "source": dict(source),
         "parameters": dict(parameters),
         "counts": dict(counts),
-        "objects": [{"path": o.path, "size": o.size, "sha256": o.sha256} for o in objects],
+        "objects": [o.record() for o in objects],
         "total_bytes": sum(o.size for o in objects),
     }
 
 
 class _RootLock(ObjectLock):
-    """The lock object next to ``lake.json`` (the protocol is in :mod:`lake.lock`)."""
+    """The lock object next to ``lake.json`` (the protocol is in :mod:`lake.lock`).
 
-    def __init__(self, spec: StoreSpec, fs: fsspec.AbstractFileSystem | None = None) -> None:
+    Hold it with ``with _RootLock(spec):`` around every rewrite of ``lake.json`` or of a
+    published manifest; entering waits up to two minutes (:meth:`acquire`).
+    """
+
+    def __init__(self, spec: StoreSpec) -> None:
         super().__init__(spec, ROOT_LOCK, what=f"it updates {ROOT_DOCUMENT}")
 
     def acquire(self, timeout: float = 120.0) -> None:
@@ -157,7 +193,7 @@ class _RootLock(ObjectLock):
 
 
 def publish(
-    spec: StoreSpec, release: str, manifest: Mapping[str, Any], *, make_current: bool = True
+    spec: StoreSpec, release: str, manifest: Manifest, *, make_current: bool = True
 ) -> None:
     """Write the manifest, then swap ``lake.json`` to list the release (atomic, locked).
 
@@ -166,13 +202,11 @@ def publish(
             writer holds the lock.
     """
     fs = filesystem(spec)
-    lock = _RootLock(spec, fs)
-    lock.acquire()
-    try:
+    with _RootLock(spec):
         root = read_root(spec)
         existing = root["releases"].get(release)
         if existing is not None:
-            old = read_json(fs, spec.path(manifest_path(release)))
+            old: Manifest = read_json(fs, spec.path(manifest_path(release)))
             if old.get("objects") != manifest.get("objects"):
                 raise PublishConflict(
                     f"release {release!r} is already published in {spec.url} with other content; "
@@ -188,8 +222,6 @@ def publish(
         if make_current:
             root["current"] = release
         write_json_atomic(fs, spec.path(ROOT_DOCUMENT), root)
-    finally:
-        lock.release()
 
 
 def amend(
@@ -199,7 +231,7 @@ def amend(
     *,
     derived: str,
     details: Mapping[str, Any],
-) -> dict[str, Any]:
+) -> Manifest:
     """Add a derived product's objects to a published release's manifest (atomic, locked).
 
     The release's data (patches, tables, items) never changes. A derived product (e.g. the
@@ -223,14 +255,13 @@ def amend(
         PublishConflict: Another writer holds the lock.
     """
     fs = filesystem(spec)
-    lock = _RootLock(spec, fs)
-    lock.acquire()
-    try:
+    with _RootLock(spec):
         manifest = read_manifest(spec, release)
         listed = {o["path"]: o for o in manifest["objects"]}
-        added, replaced = [], []
+        added: list[str] = []
+        replaced: list[ReplacedObject] = []
         for e in objects:
-            entry = {"path": e.path, "size": e.size, "sha256": e.sha256}
+            entry = e.record()
             before = listed.get(e.path)
             if before == entry:
                 continue
@@ -243,15 +274,12 @@ def amend(
         manifest["total_bytes"] = sum(int(o["size"]) for o in listed.values())
         manifest.setdefault("derived", {})[derived] = dict(details)
         if added or replaced:
-            manifest.setdefault("amendments", []).append(
-                {
-                    "time": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "derived": derived,
-                    "added": added,
-                    "replaced": replaced,
-                }
-            )
+            amendment: Amendment = {
+                "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                "derived": derived,
+                "added": added,
+                "replaced": replaced,
+            }
+            manifest.setdefault("amendments", []).append(amendment)
         write_json_atomic(fs, spec.path(manifest_path(release)), manifest)
         return manifest
-    finally:
-        lock.release()

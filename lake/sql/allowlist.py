@@ -45,7 +45,7 @@ ALLOWED_TABLE_FUNCTIONS = frozenset(
         "json_tree",
         "pg_timezone_names",
         "icu_calendar_names",
-        # the session's own catalog (duckdb_settings: credentials are emptied, see lake.storage)
+        # the session's own catalog (duckdb_settings: credentials are emptied, see lake.duck)
         "duckdb_columns",
         "duckdb_constraints",
         "duckdb_databases",

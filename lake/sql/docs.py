@@ -1,7 +1,7 @@
 """``docs/sql.md``: the SQL front door's page, its schema section rendered from live views.
 
 Regenerate it with ``python -m lake.sql.docs LAKE_URL > docs/sql.md`` (any lake: the columns do
-not depend on the data); ``tests/lake/test_sql_docs.py`` checks the page against a live session.
+not depend on the data); ``tests/lake/sql/test_session.py`` checks the page against a live session.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ or reading a credential:
    ``read_csv('/etc/passwd')``, no ``ATTACH`` of a database file, no ``COPY`` to a new file, no
    ``INSTALL``/``LOAD``), and refuses every ``SET``/``RESET`` that would undo it, including
    ``SET memory_limit``/``threads``. The credential settings httpfs copies from ``AWS_*`` are
-   emptied first (:func:`lake.storage.duckdb_connect`): the lake's key lives only in an
+   emptied first (:func:`lake.duck.duckdb_connect`): the lake's key lives only in an
    in-memory secret.
 2. **This module**: DuckDB's allow-list cannot be read-only (an allowed path may also be
    written), so ``COPY ... TO`` one of the release's own objects would pass layer 1 (on S3 it

@@ -12,7 +12,7 @@ import tempfile
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from lake.config import StoreSpec, store_spec
+from lake.config import StoreSpec, as_spec
 from lake.errors import ConfigError, StorageError
 from lake.layout import annotations_table_path, patches_table_path, stac_items_path
 from lake.sql import limits, textsearch
@@ -25,12 +25,6 @@ if TYPE_CHECKING:
 
 #: Largest release (text rows) whose text index a session builds in memory by default.
 MEMORY_INDEX_MAX_ROWS = 1_000_000
-
-
-def _url(spec: StoreSpec, rel: str) -> str:
-    """The path or URL DuckDB opens for an object of the lake."""
-    path = spec.path(rel)
-    return f"s3://{path}" if spec.protocol == "s3" else path
 
 
 def _storage_errors() -> tuple[type[BaseException], ...]:
@@ -81,6 +75,7 @@ def release_files(spec: StoreSpec, rel: Release) -> ReleaseFiles:
     The STAC items and the text index may be written after the release was published, so
     they are looked up in storage when the manifest does not list them.
     """
+    from lake.duck import duckdb_url
     from lake.storage import filesystem
 
     sizes = {str(o["path"]): int(o.get("size", 0)) for o in rel.manifest.get("objects", [])}
@@ -105,17 +100,15 @@ def release_files(spec: StoreSpec, rel: Release) -> ReleaseFiles:
     index = {t: textsearch.index_path(rel.name, t) for t in textsearch.INDEX_TABLES}
     has_index = all(present(p) for p in index.values())
     return ReleaseFiles(
-        patches=[_url(spec, p) for p in under(patches_table_path(rel.name))],
-        annotations=[_url(spec, p) for p in under(annotations_table_path(rel.name))],
-        items=_url(spec, items) if present(items) else None,
-        text_index={t: _url(spec, p) for t, p in index.items()} if has_index else None,
+        patches=[duckdb_url(spec, p) for p in under(patches_table_path(rel.name))],
+        annotations=[duckdb_url(spec, p) for p in under(annotations_table_path(rel.name))],
+        items=duckdb_url(spec, items) if present(items) else None,
+        text_index={t: duckdb_url(spec, p) for t, p in index.items()} if has_index else None,
     )
 
 
 def _spec_of(url_or_spec: str | os.PathLike[str] | StoreSpec | None, **s3: Any) -> StoreSpec:
-    if isinstance(url_or_spec, StoreSpec):
-        return url_or_spec
-    return store_spec(None if url_or_spec is None else os.fspath(url_or_spec), **s3)
+    return as_spec(url_or_spec, **s3)
 
 
 def connect(
@@ -167,7 +160,7 @@ def connect(
         ReleaseNotFound: No such release.
         StorageError: The storage cannot be reached or refuses access.
     """
-    from lake.storage import duckdb_connect
+    from lake.duck import duckdb_connect
 
     memory, seconds = limits.resolve(memory_limit, timeout, read_only=not allow_write)
     spec = _spec_of(url_or_spec, **s3)
@@ -240,6 +233,7 @@ def build_text_index(
     Returns:
         Rows per index table.
     """
+    from lake.duck import duckdb_url
     from lake.storage import filesystem
 
     spec = _spec_of(url_or_spec, **s3)
@@ -248,4 +242,4 @@ def build_text_index(
         targets = {t: textsearch.index_path(con.release, t) for t in textsearch.INDEX_TABLES}
         fs = filesystem(spec)
         fs.makedirs(spec.path(targets["docs"]).rsplit("/", 1)[0], exist_ok=True)
-        return textsearch.write_index(con, {t: _url(spec, p) for t, p in targets.items()})
+        return textsearch.write_index(con, {t: duckdb_url(spec, p) for t, p in targets.items()})
