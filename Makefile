@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: venv
-	$(PY) -m pipelines.demo
+	$(PY) -m pipelines.showcase.demo
 
 test: venv
 	$(PY) -m pytest -q

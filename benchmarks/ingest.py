@@ -577,7 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     server = None
     if args.lake_backend == "s3":
-        from pipelines.embedded_s3 import EmbeddedS3
+        from pipelines.local.s3 import EmbeddedS3
 
         args.s3_dir = args.out / "s3"
         server = EmbeddedS3(args.s3_dir, buckets=["lake"])

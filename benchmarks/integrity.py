@@ -57,8 +57,8 @@ def build(out: Path, pairs: int, per_shard: int) -> tuple[Any, Any]:
 
     from lake.config import store_spec
     from lake.patchstore import array_of, create_group, write_block
-    from pipelines.cluster import ClusterSpec
-    from pipelines.ingest import IngestOptions, ingest
+    from pipelines.cluster.spec import ClusterSpec
+    from pipelines.jobs.ingest import IngestOptions, ingest
     from pipelines.sources.open import open_source
     from pipelines.synth import synthesize
 

@@ -19,7 +19,7 @@ What it does:
    (their defaults); sizes are reported.
 2. **serve**: all five live in one bucket of the embedded S3 endpoint (``rclone serve s3`` on
    loopback). With ``--latency-ms 20`` the clients instead talk to
-   :class:`pipelines.fault_proxy.FaultProxy`, which waits 20 ms before forwarding each request
+   :class:`tests.support.fault_proxy.FaultProxy`, which waits 20 ms before forwarding each request
    (the first-byte latency of real S3 that loopback hides).
 3. **raw ceiling**: parallel GETs (16 in flight, s3fs) of every shard object of our lake's
    arrays that the loader reads, no decode: MB/s.
@@ -409,7 +409,7 @@ def mds_loader(env: S3Env, args: argparse.Namespace, cache: Path) -> Any:
 def wds_loader(env: S3Env, args: argparse.Namespace) -> Any:
     import webdataset as wds
 
-    from pipelines.embedded_s3 import rclone_binary
+    from pipelines.local.s3 import rclone_binary
 
     # The usual way to read WebDataset shards from S3: a `pipe:` URL through an S3 CLI
     # (`aws s3 cp` in WebDataset's docs; rclone here, configured for this endpoint).
@@ -843,8 +843,8 @@ def main() -> None:
         import_mds()  # fail early, with the install hint, when the peers are missing
     base = args.out or Path(tempfile.mkdtemp(prefix="loader-bench-"))
     base.mkdir(parents=True, exist_ok=True)
-    from pipelines.embedded_s3 import EmbeddedS3
-    from pipelines.fault_proxy import FaultProxy
+    from pipelines.local.s3 import EmbeddedS3
+    from tests.support.fault_proxy import FaultProxy
 
     try:
         info = prepare(base, args.pairs, args.workers)

@@ -95,7 +95,7 @@ def sparse(spec: Any, release: str) -> dict[str, Any]:
 
     import lake
     from lake.layout import patches_path
-    from lake.loader import LakeDataset
+    from lake.loader import LakeDataset, ReadOptions
     from lake.storage import zarr_store
 
     rel = lake.open_lake(spec).release(release)
@@ -104,7 +104,8 @@ def sparse(spec: Any, release: str) -> dict[str, Any]:
     mods = ["s2_10m", "s1"]
     out: dict[str, Any] = {"selected": len(chosen), "of": len(pids)}
     for name, frac in (("loader_ranges", 0.25), ("loader_whole_shards", 0.0)):
-        ds = LakeDataset(spec, select=chosen, modalities=mods, shuffle=False, dense_fraction=frac)
+        read = ReadOptions(dense_fraction=frac)
+        ds = LakeDataset(spec, select=chosen, modalities=mods, shuffle=False, read=read)
         t = time.perf_counter()
         assert len(list(ds)) == len(chosen)
         st = ds._runtime.reader.stats  # type: ignore[union-attr]
@@ -130,7 +131,8 @@ def main() -> None:
     import lake
     from lake.config import store_spec
     from lake.layout import patches_path
-    from pipelines.embedded_s3 import EmbeddedS3
+    from lake.loader import ReadOptions
+    from pipelines.local.s3 import EmbeddedS3
 
     local = store_spec(str(args.lake), environ={})
     release = lake.open_lake(local).release(args.release).name
@@ -159,7 +161,7 @@ def main() -> None:
                 "s3_in_process": epoch(s3, 0),
                 "local_2_workers": epoch(local, 2),
                 "s3_2_workers": epoch(s3, 2),
-                "s3_in_process_1_decode_thread": epoch(s3, 0, decode_threads=1),
+                "s3_in_process_1_decode_thread": epoch(s3, 0, read=ReadOptions(decode_threads=1)),
             },
             "sparse_s3": sparse(s3, release),
         }

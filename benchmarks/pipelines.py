@@ -15,11 +15,12 @@ Usage: ``python benchmarks/pipelines.py [--pairs 2000] [--workers 1,2] [--cluste
      ``--cluster`` (``tcp://...``, ``gateway://127.0.0.1:PORT``) is passed to the jobs as it is:
      each job then pays its own connection (and, on a Gateway, cluster creation), and the
      xarray baseline is skipped (it needs a plain scheduler).
-   * **ingest**: :func:`pipelines.ingest.ingest` into a fresh local lake (scan, write, tables,
-     catalog, manifest).
-   * **stats**: :func:`pipelines.stats.compute_stats` with ``force=True`` (per-shard partials of
-     every band for ``all`` and every split, season and country value, with histograms; then the
-     Chan combine, the Parquet table, the collection and the manifest amendment).
+   * **ingest**: :func:`pipelines.jobs.ingest.ingest` into a fresh local lake (scan, write,
+     tables, catalog, manifest).
+   * **stats**: :func:`pipelines.jobs.stats.compute_stats` with ``force=True`` (per-shard
+     partials of every band for ``all`` and every split, season and country value, with
+     histograms; then the Chan combine, the Parquet table, the collection and the manifest
+     amendment).
    * **xarray**: the same statistics written as plain xarray + dask on ``Release.to_xarray``
      (chunks = one shard): per band mean, std, min, max overall and per split, season and
      country (``groupby``), and the overall histograms (``dask.array.histogram`` with the same
@@ -55,10 +56,10 @@ sys.path.insert(0, str(ROOT))
 
 from lake.config import store_spec  # noqa: E402
 from lake.reader import open_lake  # noqa: E402
-from pipelines.cluster import ClusterSpec  # noqa: E402
-from pipelines.ingest import IngestOptions, ingest  # noqa: E402
+from pipelines.cluster.spec import ClusterSpec  # noqa: E402
+from pipelines.jobs.ingest import IngestOptions, ingest  # noqa: E402
+from pipelines.jobs.stats import GROUP_COLUMNS, RASTERS, bin_edges, compute_stats  # noqa: E402
 from pipelines.sources.open import open_source  # noqa: E402
-from pipelines.stats import GROUP_COLUMNS, RASTERS, bin_edges, compute_stats  # noqa: E402
 from pipelines.synth import synthesize  # noqa: E402
 
 FULL_PAIRS = 549_488

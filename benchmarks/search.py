@@ -56,8 +56,8 @@ def build(out: Path) -> dict[str, Any]:
     from lake.layout import LAYOUT_VERSION, patches_table_path
     from lake.names import parse_patch_id
     from lake.storage import filesystem, write_bytes_atomic
-    from pipelines.ingest import plan_order
-    from pipelines.tables import write_patches_table
+    from lake.tables import write_patches_table
+    from pipelines.jobs.ingest import plan_order
 
     spec = store_spec(str(out / "lake"), environ={})
     t0 = time.perf_counter()
@@ -210,7 +210,7 @@ def _rustac_client() -> Any:
     """rustac's DuckDB client on the project's extension folder (no downloads)."""
     import rustac
 
-    from lake.storage import install_duckdb_extensions
+    from lake.duck import install_duckdb_extensions
 
     directory = install_duckdb_extensions()
     return rustac.DuckdbClient(extension_directory=directory, install_extensions=False)

@@ -9,9 +9,10 @@ Usage: ``python benchmarks/sql.py [--n 480038] [--workers 2] [--out bench-output
    processes; each chunk's IDs restart at 0, so they are offset when the chunks are joined into
    ``BigEarthNet.txt.parquet``. A chunk already on disk is reused.
 2. **lake** (cached): a lake-shaped release ``bench`` under ``--out/lake``: the ``patches`` table
-   (:func:`pipelines.tables.patches_table`, georeference from the MGRS grid), the annotations
-   dataset (:func:`pipelines.tables.write_annotations`: the same parsing and split partitioning as
-   ingest), the text index (:func:`lake.sql.build_text_index`), a manifest and ``lake.json``.
+   (:func:`lake.tables.patches_table`, georeference from the MGRS grid), the annotations
+   dataset (:func:`pipelines.jobs.annotations.write_annotations`: the same parsing and split
+   partitioning as ingest), the text index (:func:`lake.sql.build_text_index`), a manifest and
+   ``lake.json``.
    No Zarr group: the SQL front door never reads it.
 3. **queries**: eight fixed queries, each timed (best of ``--repeat`` after one warm-up run) four
    ways: our views on the local lake (``lake.connect``), the same views on the embedded S3
@@ -130,7 +131,8 @@ def build_lake(out: Path, n: int) -> dict[str, Any]:
     from lake.names import parse_patch_id
     from lake.release import build_manifest, publish
     from lake.sql import build_text_index
-    from pipelines.tables import write_annotations, write_patches_table
+    from lake.tables import write_patches_table
+    from pipelines.jobs.annotations import write_annotations
 
     root = out / "lake"
     stamp = root / "bench-source.json"
@@ -350,7 +352,7 @@ def time_duckdb(out: Path, repeat: int, with_s3: bool) -> dict[str, Any]:
 
     import lake.sql
     from lake.sql.textsearch import TOKENS_MACRO
-    from pipelines.embedded_s3 import EmbeddedS3
+    from pipelines.local.s3 import EmbeddedS3
 
     raw = duckdb.connect()
     raw.execute(TOKENS_MACRO)  # the same tokeniser, as plain SQL

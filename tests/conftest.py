@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from lake.config import StoreSpec, store_spec
-from pipelines.embedded_s3 import EmbeddedS3
+from pipelines.local.s3 import EmbeddedS3
+from tests.support.lakes import LakeRecipe, TestLake, build
+
+pytest_plugins = ["tests.support.leaks"]
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATA = SHARED / "data" / "bigearthnet-v2"
@@ -51,3 +54,21 @@ def any_spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
     if request.param == "memory":
         return store_spec(f"memory://lake-{uuid.uuid4().hex[:8]}", environ={})
     return s3_spec_for(request.getfixturevalue("s3_server"))
+
+
+@pytest.fixture(scope="session")
+def build_lake(tmp_path_factory: pytest.TempPathFactory) -> Callable[[LakeRecipe], TestLake]:
+    """The one way to get a test lake: ``build_lake(LakeRecipe(pairs, seed, ...))``.
+
+    Each distinct recipe is built once per session; suites that ask for the same recipe share
+    the lake, so a test that damages or writes into it must work on ``copy_lake``.
+    """
+    built: dict[LakeRecipe, TestLake] = {}
+
+    def get(recipe: LakeRecipe) -> TestLake:
+        if recipe not in built:
+            base = tmp_path_factory.mktemp(f"lake-{recipe.pairs}-{recipe.seed}")
+            built[recipe] = build(recipe, base)
+        return built[recipe]
+
+    return get

@@ -1,7 +1,8 @@
 """dask-gateway-server configuration for one machine: `lake gateway serve` starts it.
 
 Processes on this machine (no Kubernetes, no containers), loopback only, one shared password.
-Everything that varies comes from the environment that ``pipelines.gateway.LocalGateway`` sets:
+Everything that varies comes from the environment that
+``pipelines.local.gateway.LocalGateway`` sets:
 
     LAKE_GATEWAY_ADDRESS       where the proxy listens, HTTP API and scheduler traffic
                                (127.0.0.1:8000)

@@ -12,8 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from lake.errors import LakeError
-from pipelines.cli_options import (
+from pipelines.cli.common import (
     EndpointOpt,
     JsonOpt,
     KeyOpt,
@@ -21,6 +20,9 @@ from pipelines.cli_options import (
     RegionOpt,
     ReleaseOpt,
     SecretOpt,
+    emit,
+    errors,
+    spec_of,
 )
 
 
@@ -40,16 +42,11 @@ def catalog_build(
     """
     from catalog.build import verify_catalog
     from lake.reader import open_lake
-    from pipelines.cli import _emit, _fail, _fail_storage, _spec, _storage_errors
 
-    spec = _spec(lake, endpoint_url, key, secret, region)
-    try:
+    spec = spec_of(lake, endpoint_url, key, secret, region)
+    with errors(spec):
         name = open_lake(spec).release(release).name
         check = verify_catalog(spec, name)
-    except LakeError as exc:
-        raise _fail(exc) from None
-    except _storage_errors() as exc:
-        raise _fail_storage(spec, exc) from None
     doc = {
         "lake": spec.url,
         "release": check.release,
@@ -57,7 +54,7 @@ def catalog_build(
         "files": dict(check.files),
         "identical": True,
     }
-    _emit(
+    emit(
         doc,
         as_json,
         f"catalog of release {check.release} of {spec.url}: {check.n_items} items; rebuilt "
@@ -127,26 +124,25 @@ def search(
     from catalog.fields import DEFAULT, Fields
     from catalog.request import SearchRequest
     from catalog.search import Catalog
-    from pipelines.cli import _fail, _fail_storage, _spec, _storage_errors
 
+    given = {
+        "bbox": bbox,
+        "intersects": intersects,
+        "datetime": datetime,
+        "filter": filter,
+        "filter_lang": filter_lang,
+        "ids": ids,
+        "collections": collections,
+        "sortby": sortby,
+        "limit": limit,
+        "token": token,
+    }
     id_only = Fields(("id",), tuple(k for k in DEFAULT if k != "id"), given=True)
 
-    spec = _spec(lake, endpoint_url, key, secret, region)
-    try:
-        request = SearchRequest.build(
-            bbox=bbox,
-            intersects=intersects,
-            datetime=datetime,
-            ids=ids,
-            collections=collections,
-            filter=filter,
-            filter_lang=filter_lang,
-            sortby=sortby,
-            fields=fields if as_json else id_only,
-            limit=limit,
-            token=token,
-            default_limit=None,
-        )
+    spec = spec_of(lake, endpoint_url, key, secret, region)
+    with errors(spec):
+        params = {**given, "fields": fields if as_json else id_only}
+        request = SearchRequest.from_params(params, default_limit=None)
         with Catalog(spec, release) as cat:
             page = cat.search(request)
             if as_json:
@@ -161,10 +157,6 @@ def search(
             else:
                 for item_id in page.table["id"].to_pylist():
                     sys.stdout.write(f"{item_id}\n")
-    except LakeError as exc:
-        raise _fail(exc) from None
-    except _storage_errors() as exc:
-        raise _fail_storage(spec, exc) from None
     if page.next_token:
         typer.echo(f"more results: --token {page.next_token}", err=True)
 
@@ -184,21 +176,18 @@ def serve(
     """Serve a release's catalog as a STAC API (pystac-client opens it) until Ctrl-C."""
     from catalog.api import create_app
     from catalog.server import serve as run
-    from pipelines.cli import _fail, _fail_storage, _spec, _storage_errors
 
-    spec = _spec(lake, endpoint_url, key, secret, region)
-    try:
+    spec = spec_of(lake, endpoint_url, key, secret, region)
+    with errors(spec):
         app = create_app(spec, release)
-    except LakeError as exc:
-        raise _fail(exc) from None
-    except _storage_errors() as exc:
-        raise _fail_storage(spec, exc) from None
     typer.echo(
         f"# STAC API of release {app.state.catalog.release} of {spec.url} at http://{host}:{port}/"
         " (Ctrl-C stops)",
         err=True,
     )
-    try:
+    with errors():
         run(app, host, port)
-    except LakeError as exc:
-        raise _fail(exc) from None
+
+
+catalog_app = typer.Typer(help="The STAC catalog of a release.", no_args_is_help=True)
+catalog_app.command("build")(catalog_build)

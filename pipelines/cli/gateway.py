@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from lake.errors import LakeError
-from pipelines.cli_options import JsonOpt
+from pipelines.cli.common import JsonOpt
 
 gateway_app = typer.Typer(
     help="A Dask Gateway on this machine (dask-gateway-server on loopback, processes of this "
@@ -56,8 +56,8 @@ def serve(
     Jobs then run on it with --cluster gateway://127.0.0.1:PORT and the password in
     LAKE_GATEWAY_PASSWORD. Stopping the gateway stops every cluster it started.
     """
-    from pipelines.embedded_s3 import signals_interrupt
-    from pipelines.gateway import GatewayServerError, LocalGateway
+    from pipelines.local.gateway import GatewayServerError, LocalGateway
+    from pipelines.local.processes import signals_interrupt
 
     try:
         gateway = LocalGateway(

@@ -1,9 +1,7 @@
 """The ``lake pipeline`` commands: ingest, stats, export and verify, on any ``--cluster``.
 
-``pipelines.cli`` registers the group (``app.add_typer(pipeline_app, name="pipeline")``). The
-shared helpers of ``pipelines.cli`` are imported when a command runs; ``pipeline ingest`` is the
-very ``lake ingest`` command, registered at the end of this module (either module may be
-imported first).
+``pipelines.cli`` registers the group (``app.add_typer(pipeline_app, name="pipeline")``) and
+adds ``pipeline ingest``, which is the very ``lake ingest`` command of :mod:`pipelines.cli.build`.
 
 Exit status: 0 success; 1 an error, or ``verify`` found missing or corrupt objects (the report
 names each); 2 bad usage; 3 ingest quarantined some input.
@@ -16,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from lake.errors import LakeError
-from pipelines.cli_options import (
+from pipelines.cli.common import (
     ClusterOpt,
     EndpointOpt,
     GatewayPasswordOpt,
@@ -30,11 +28,16 @@ from pipelines.cli_options import (
     WorkerMemoryOpt,
     WorkersOpt,
     cluster_spec,
+    emit,
+    errors,
+    fail,
+    show_progress,
+    spec_of,
 )
 
 if TYPE_CHECKING:
     from lake.config import StoreSpec
-    from pipelines.cluster import Runner
+    from pipelines.cluster.runner import Runner
 
 pipeline_app: typer.Typer = typer.Typer(
     help="Jobs that build and maintain the lake, on a Dask cluster (--cluster).",
@@ -66,17 +69,15 @@ def _run(
     The job gets ``cluster``, ``progress`` and ``on_start`` (the dashboard link) besides
     ``args`` and ``kwargs``.
     """
-    from pipelines.cli import _fail, _fail_storage, _storage_errors
-
-    try:
+    with errors(spec):
         cluster = cluster_spec(*on)
         return fn(
-            *args, cluster=cluster, progress=not as_json, on_start=_announce(as_json), **kwargs
+            *args,
+            cluster=cluster,
+            progress=show_progress(as_json),
+            on_start=_announce(as_json),
+            **kwargs,
         )
-    except LakeError as exc:
-        raise _fail(exc) from None
-    except _storage_errors() as exc:
-        raise _fail_storage(spec, exc) from None
 
 
 @pipeline_app.command("stats")
@@ -103,10 +104,9 @@ def stats(
     collection's summaries and adds both to the release manifest. Resumable; a release that has
     them already is left as it is.
     """
-    from pipelines.cli import _emit, _spec
-    from pipelines.stats import compute_stats
+    from pipelines.jobs.stats import compute_stats
 
-    spec = _spec(lake, endpoint_url, key, secret, region)
+    spec = spec_of(lake, endpoint_url, key, secret, region)
     rep = _run(
         spec,
         compute_stats,
@@ -129,7 +129,7 @@ def stats(
             f"{r['max']:>10.2f}"
         )
     lines.append(f"written to {rep.path}")
-    _emit(d, as_json, "\n".join(lines))
+    emit(d, as_json, "\n".join(lines))
 
 
 @pipeline_app.command("verify")
@@ -151,10 +151,9 @@ def verify(
 
     The report names each missing, truncated or corrupt object.
     """
-    from pipelines.cli import _emit, _spec
-    from pipelines.verify import verify_release
+    from pipelines.jobs.verify import verify_release
 
-    spec = _spec(lake, endpoint_url, key, secret, region)
+    spec = spec_of(lake, endpoint_url, key, secret, region)
     rep = _run(
         spec,
         verify_release,
@@ -163,7 +162,7 @@ def verify(
         on=(cluster, workers, worker_cores, worker_memory, gateway_password),
         as_json=as_json,
     )
-    _emit(rep.to_dict(), as_json, rep.text())
+    emit(rep.to_dict(), as_json, rep.text())
     if not rep.ok:
         raise typer.Exit(1)
 
@@ -219,18 +218,17 @@ def export(
     The target (same S3 endpoint and credentials as the lake) must be new or empty; rerunning
     the same export resumes it.
     """
-    from pipelines.cli import _emit, _fail, _spec
-    from pipelines.export import export as run_export
+    from pipelines.jobs.export import export as run_export
 
-    spec = _spec(lake, endpoint_url, key, secret, region)
-    dest = _spec(target, endpoint_url, key, secret, region)
+    spec = spec_of(lake, endpoint_url, key, secret, region)
+    dest = spec_of(target, endpoint_url, key, secret, region)
     search = {
         k: v
         for k, v in {"bbox": bbox, "datetime": datetime, "filter": filter, "ids": ids}.items()
         if v is not None
     }
     if sql is not None and search:
-        raise _fail(LakeError("give either --sql or the search options, not both"))
+        raise fail(LakeError("give either --sql or the search options, not both"))
     rep = _run(
         spec,
         run_export,
@@ -246,16 +244,9 @@ def export(
         as_json=as_json,
     )
     state = "already exported" if rep.already_done else f"in {rep.seconds:.1f} s"
-    _emit(
+    emit(
         rep.to_dict(),
         as_json,
         f"exported {rep.patches} pairs of release {rep.release} as {rep.format} to {rep.target}: "
         f"{rep.shards} shards, {rep.bytes / 1e6:.1f} MB, {state}",
     )
-
-
-# ``lake pipeline ingest`` is ``lake ingest`` itself: same options, same code (the import
-# cycle hides its type from mypy).
-import pipelines.cli as _cli  # noqa: E402
-
-pipeline_app.command("ingest")(_cli.ingest)  # type: ignore[has-type]

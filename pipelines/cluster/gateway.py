@@ -1,4 +1,4 @@
-"""A cluster of a Dask Gateway for :class:`pipelines.cluster.Runner`: create, check, shut down.
+"""A cluster of a Dask Gateway for :class:`pipelines.cluster.spec.Runner`: create, check, shut down.
 
 :func:`open_gateway_cluster` asks the gateway for a cluster with the spec's worker cores, memory
 and environment, scales it, waits for its workers, refuses other software versions, prints the
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lake.errors import ConfigError
-from pipelines.cluster import DISTRIBUTION, ClusterError, ClusterSpec, check_versions
+from pipelines.cluster.spec import DISTRIBUTION, ClusterError, ClusterSpec, check_versions
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def open_gateway_cluster(spec: ClusterSpec, stack: contextlib.ExitStack) -> Open
         GatewayServerError,
     )
 
-    from pipelines.embedded_s3 import signals_interrupt
+    from pipelines.local.processes import signals_interrupt
 
     # SIGTERM and SIGHUP end the job like Ctrl-C: through the shutdown below.
     stack.enter_context(signals_interrupt())

@@ -1,8 +1,9 @@
 """Export a subset of a release, chosen by SQL or a STAC search, as a new lake or WebDataset.
 
 * **lake**: the selected pairs (and their BigEarthNet.txt rows) become a release of a new lake.
-  The release itself is read as a :class:`LakeSource` and fed to the ordinary ingest, so the new
-  lake gets the same shards, tables, catalog and manifest, the same checks and the same resume.
+  The release itself is read as a :class:`~pipelines.sources.lake.LakeSource` and fed to the
+  ordinary ingest, so the new lake gets the same shards, tables, catalog and manifest, the same
+  checks and the same resume.
 * **webdataset**: ``shard-000000.tar`` ... of ``per_shard`` pairs each, one sample per pair
   (``<patch_id>.s2_10m.npy``, ``.s2_20m.npy``, ``.s2_60m.npy``, ``.s1.npy``,
   ``.reference_map.npy`` at native size and dtype, and ``<patch_id>.json`` with the pair's
@@ -48,8 +49,9 @@ from lake.lock import pid_alive
 from lake.patchstore import array_of
 from lake.reader import Lake, Release
 from lake.storage import filesystem, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic
-from pipelines.cluster import ClusterSpec, Runner
-from pipelines.sources.base import METADATA_SCHEMA, CheckedMetadata, Pair, Rejected
+from pipelines.cluster.runner import Runner
+from pipelines.cluster.spec import ClusterSpec
+from pipelines.sources.lake import LakeSource
 
 Format = Literal["lake", "webdataset"]
 FORMATS: tuple[Format, ...] = ("lake", "webdataset")
@@ -127,103 +129,6 @@ def select_pairs(
     if unknown:
         raise QueryError(f"{what} returns patch ids not in the release, e.g. {unknown[:3]}")
     return sorted(set(ids))
-
-
-# ---------------------------------------------------------------- the release as a source
-
-
-class LakeSource:
-    """Some pairs of a release, read back as an ingest source (picklable; opens per process).
-
-    Args:
-        spec: The source lake.
-        release: The release.
-        patch_ids: The pairs to yield.
-        text_path: A local BigEarthNet.txt parquet of their rows (see :func:`stage_text`).
-    """
-
-    kind = "lake"
-
-    def __init__(
-        self,
-        spec: StoreSpec,
-        release: str,
-        patch_ids: Sequence[str],
-        text_path: str | None = None,
-    ) -> None:
-        self.spec = spec
-        self.release = release
-        self.patch_ids = tuple(sorted(patch_ids))
-        self._text_path = text_path
-        self._cache: dict[str, Any] = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_cache": {}}
-
-    @property
-    def text_path(self) -> str | None:
-        """The staged BigEarthNet.txt rows of the pairs, or None."""
-        return self._text_path
-
-    def fingerprint(self) -> str:
-        """Source lake, release and the selected pairs (no credentials)."""
-        digest = hashlib.sha256("\n".join(self.patch_ids).encode()).hexdigest()[:16]
-        return f"{self.spec.url}#{self.release}:{len(self.patch_ids)}:{digest}"
-
-    def prepare(self, progress: bool = False) -> None:
-        """Nothing to stage."""
-
-    def _rel(self) -> Release:
-        if "rel" not in self._cache:
-            self._cache["rel"] = Release(self.spec, self.release)
-        rel: Release = self._cache["rel"]
-        return rel
-
-    def _rows(self) -> pa.Table:
-        if "rows" not in self._cache:
-            t = self._rel().patches()
-            keep = pc.is_in(t["patch_id"], value_set=pa.array(self.patch_ids, pa.string()))
-            self._cache["rows"] = t.filter(keep).sort_by("patch_id")
-        rows: pa.Table = self._cache["rows"]
-        return rows
-
-    def metadata(self) -> pa.Table:
-        """The selected pairs' metadata rows, sorted by patch id."""
-        return self._rows().select(METADATA_SCHEMA.names).cast(METADATA_SCHEMA)
-
-    def checked_metadata(self) -> CheckedMetadata:
-        """The selected rows, all valid: they come from a published release."""
-        rows = self.metadata()
-        return CheckedMetadata(rows, (), rows.slice(0, 0))
-
-    def read_pair(self, patch_id: str, s1_name: str) -> Pair:
-        """One pair, as stored in the release (bit-exact)."""
-        if "georef" not in self._cache:
-            t = self._rows()
-            self._cache["georef"] = {
-                pid: (idx, int(e), tuple(tf))
-                for pid, idx, e, tf in zip(
-                    t["patch_id"].to_pylist(),
-                    t["sample_index"].to_pylist(),
-                    t["epsg"].to_pylist(),
-                    t["transform"].to_pylist(),
-                    strict=True,
-                )
-            }
-        index, epsg, transform = self._cache["georef"][patch_id]
-        group = self._rel().group
-        bands: dict[str, np.ndarray] = {}
-        for a in ARRAYS:
-            values = np.asarray(array_of(group, a.name)[index])
-            if a.bands:
-                bands.update({b: values[i] for i, b in enumerate(a.bands)})
-            else:
-                bands[a.name] = values
-        return Pair(patch_id, s1_name, bands, epsg, transform)
-
-    def orphans(self, known_patch_ids: set[str], known_s1_names: set[str]) -> list[Rejected]:
-        """A release has no stray files."""
-        return []
 
 
 def stage_text(rel: Release, patch_ids: Sequence[str], folder: Path) -> str | None:
@@ -496,7 +401,7 @@ def _export_lake(
     progress: bool,
     report: ExportReport,
 ) -> None:
-    from pipelines.ingest import IngestOptions, ingest
+    from pipelines.jobs.ingest import IngestOptions, ingest
 
     with staging_folder() as tmp:
         source = LakeSource(rel.spec, rel.name, ids, stage_text(rel, ids, tmp))

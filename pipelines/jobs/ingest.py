@@ -38,11 +38,20 @@ from lake.layout import (
 )
 from lake.lock import ObjectLock
 from lake.patchstore import create_group, open_group, shard_object_keys, write_block
-from lake.release import ObjectEntry, hash_objects, publish, read_json, read_root
+from lake.release import (
+    ObjectEntry,
+    hash_objects,
+    publish,
+    read_json,
+    read_manifest,
+    read_root,
+)
 from lake.storage import filesystem, write_json_atomic
-from pipelines.cluster import ClusterSpec, Runner
+from lake.tables import write_patches_table
+from pipelines.cluster.runner import Runner
+from pipelines.cluster.spec import ClusterSpec
+from pipelines.jobs.annotations import write_annotations
 from pipelines.sources.base import Rejected, Source
-from pipelines.tables import write_annotations, write_patches_table
 
 WORK_VERSION = 1
 
@@ -376,10 +385,9 @@ def _nothing_valid(source: Source, rejected: Sequence[Mapping[str, Any]]) -> str
 def _already_published(
     spec: StoreSpec, release: str, fingerprint: Mapping[str, Any], report: IngestReport
 ) -> bool:
-    root = read_root(spec)
-    if release not in root["releases"]:
+    if release not in read_root(spec)["releases"]:
         return False
-    manifest = read_json(filesystem(spec), spec.path(root["releases"][release]["manifest"]))
+    manifest = read_manifest(spec, release)
     if manifest.get("source") != dict(fingerprint):
         raise PublishConflict(
             f"release {release!r} is already published in {spec.url} from another source "

@@ -34,19 +34,19 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from catalog.build import collection_path, render_catalog
 from lake.bigearthnet import ARRAYS_BY_NAME, S1_BANDS
 from lake.config import StoreSpec
 from lake.errors import LayoutError
 from lake.layout import band_stats_path, stats_work_path
-from lake.parquet_bytes import read_parquet
 from lake.patchstore import array_of, open_group
 from lake.reader import Lake, Release
 from lake.release import ObjectEntry, amend
 from lake.storage import filesystem, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic
-from pipelines.cluster import ClusterSpec, Runner
+from lake.tables import BAND_STATS_SCHEMA, parquet_bytes, read_parquet
+from pipelines.cluster.runner import Runner
+from pipelines.cluster.spec import ClusterSpec
 
 STATS_VERSION = 1
 #: The raster arrays whose bands get statistics (the reference map holds class codes).
@@ -283,22 +283,6 @@ def stats_task(task: ShardTask, spec: StoreSpec, release: str) -> int:
 # ---------------------------------------------------------------- the table
 
 
-TABLE_SCHEMA = pa.schema(
-    [
-        ("group_by", pa.string()),
-        ("group", pa.string()),
-        ("band", pa.string()),
-        ("array", pa.string()),
-        ("count", pa.int64()),
-        ("nonfinite", pa.int64()),
-        ("mean", pa.float64()),
-        ("std", pa.float64()),
-        ("min", pa.float64()),
-        ("max", pa.float64()),
-        ("hist", pa.list_(pa.int64())),
-        ("bin_edges", pa.list_(pa.float64())),
-    ]
-)
 _ARRAY_OF_BAND = {b: a for a in RASTERS for b in ARRAYS_BY_NAME[a].bands}
 
 
@@ -309,7 +293,7 @@ def to_table(total: Partial) -> pa.Table:
         range(len(total.groups)), key=lambda r: (order[total.groups[r][0]], total.groups[r][1])
     )
     edges = {b: bin_edges(b).tolist() for b in BANDS}
-    cols: dict[str, list[Any]] = {f.name: [] for f in TABLE_SCHEMA}
+    cols: dict[str, list[Any]] = {f.name: [] for f in BAND_STATS_SCHEMA}
     for r in rows:
         for c, band in enumerate(BANDS):
             n = int(total.count[r, c])
@@ -326,13 +310,7 @@ def to_table(total: Partial) -> pa.Table:
             cols["hist"].append(total.hist[r, c].tolist())
             cols["bin_edges"].append(edges[band])
     meta = {b"bigearthnet_lake.stats": json.dumps(parameters()).encode()}
-    return pa.table(cols, schema=TABLE_SCHEMA).replace_schema_metadata(meta)
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    buf = pa.BufferOutputStream()
-    pq.write_table(table, buf, compression="zstd")
-    return bytes(buf.getvalue().to_pybytes())
+    return pa.table(cols, schema=BAND_STATS_SCHEMA).replace_schema_metadata(meta)
 
 
 def band_stats_of(table: pa.Table, group_by: str = "all", group: str = "all") -> dict[str, Any]:
@@ -353,7 +331,7 @@ class StatsReport:
 
     Attributes:
         release: The release.
-        table: The statistics rows (see :data:`TABLE_SCHEMA`).
+        table: The statistics rows (see :data:`BAND_STATS_SCHEMA`).
         path: Where the table is (a path for local lakes, else a URL).
         patches: Pairs reduced.
         shards: Shards in the release.
@@ -453,7 +431,7 @@ def compute_stats(
     fs = filesystem(spec)
     done = rel.manifest.get("derived", {}).get(DERIVED_NAME)
     if not force and done and done.get("parameters") == parameters() and fs.exists(spec.path(path)):
-        # Not pq.read_table(fs.open(...)): see lake.parquet_bytes (exit 134 after a rerun).
+        # Not pq.read_table(fs.open(...)): see lake.tables.read_parquet (exit 134 after a rerun).
         table = read_parquet(fs, spec.path(path))
         return StatsReport(
             rel.name,
@@ -505,7 +483,7 @@ def publish_stats(spec: StoreSpec, rel: Release, table: pa.Table, shards: int) -
         The objects added or replaced (paths relative to the lake).
     """
     fs = filesystem(spec)
-    body = _parquet_bytes(table)
+    body = parquet_bytes(table)
     path = band_stats_path(rel.name)
     write_bytes_atomic(fs, spec.path(path), body)
     entries = [ObjectEntry(path, len(body), sha256_bytes(body))]

@@ -22,7 +22,8 @@ from lake.patchstore import array_of
 from lake.reader import Lake, Release
 from lake.release import list_objects
 from lake.storage import filesystem, sha256_bytes
-from pipelines.cluster import ClusterSpec, Runner
+from pipelines.cluster.runner import Runner
+from pipelines.cluster.spec import ClusterSpec
 
 DEFAULT_CLUSTER = ClusterSpec()
 #: Objects per task.

@@ -2,7 +2,7 @@
 
 Schedulers and workers run as local processes of this venv, on loopback, behind one shared
 password. ``lake gateway serve`` and the tests start it through :class:`LocalGateway`; jobs then
-reach it with ``--cluster gateway://127.0.0.1:PORT`` (see :mod:`pipelines.cluster`).
+reach it with ``--cluster gateway://127.0.0.1:PORT`` (see :mod:`pipelines.cluster.spec`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lake.errors import ConfigError, LakeError
-from pipelines.processes import ServerProcess, free_port, port_free
+from pipelines.local.processes import ServerProcess, free_port, port_free
 
 #: The gateway config of this repository (also the one the docs tell operators to copy).
-CONFIG = Path(__file__).resolve().parents[1] / "infra" / "gateway" / "dask_gateway_config.py"
+CONFIG = Path(__file__).resolve().parents[2] / "infra" / "gateway" / "dask_gateway_config.py"
 #: The environment variable holding the gateway password, for the server and for clients.
 PASSWORD_ENV = "LAKE_GATEWAY_PASSWORD"
 

@@ -2,7 +2,8 @@
 
 A :class:`ServerProcess` runs one child process on loopback that dies with its parent (Linux
 parent-death signal, even after ``kill -9`` of the parent), waits until it answers, and stops it
-with SIGTERM (then SIGKILL) when its ``with`` block ends.
+with SIGTERM (then SIGKILL) when its ``with`` block ends. :func:`signals_interrupt` makes
+``kill`` of the parent stop it as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
-from types import TracebackType
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType, TracebackType
 from typing import Any, Self
 
 
@@ -115,3 +118,27 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def signals_interrupt(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`KeyboardInterrupt` while the block runs.
+
+    Python's default for SIGTERM ends the process at once, without running ``finally`` blocks or
+    ``__exit__``, which would leave a server (rclone, the gateway) running with no parent. Wrap
+    the life of a :class:`ServerProcess` in this (in the main thread) so that ``kill`` stops it
+    like Ctrl-C does.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; there, the default applies
+        return
+    previous = {s: signal.signal(s, _interrupt) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -12,21 +12,16 @@ import io
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from lake.errors import S3ServerError
-from pipelines.processes import ServerProcess, free_port
-from pipelines.processes import die_with_parent as _die_with_parent  # noqa: F401 (old name)
+from pipelines.local.processes import ServerProcess, free_port
 
 
 def rclone_binary() -> str:
@@ -187,26 +182,3 @@ class EmbeddedS3(ServerProcess):
     def log(self) -> Path:
         """The log file of rclone (next to the served folder)."""
         return self._log
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextmanager
-def signals_interrupt(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into :class:`KeyboardInterrupt` while the block runs.
-
-    Python's default for SIGTERM ends the process at once, without running ``finally`` blocks or
-    ``__exit__``, which would leave rclone running with no parent. Wrap the life of an
-    :class:`EmbeddedS3` in this (in the main thread) so that ``kill`` stops it like Ctrl-C does.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers; there, the default applies
-        return
-    previous = {s: signal.signal(s, _interrupt) for s in signums}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)

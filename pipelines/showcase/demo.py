@@ -18,12 +18,15 @@ from lake.config import store_spec
 from lake.errors import LakeError
 from lake.reader import open_lake
 from lake.render import render_patch
-from pipelines.cluster import ClusterSpec
-from pipelines.embedded_s3 import EmbeddedS3, signals_interrupt
-from pipelines.ingest import IngestOptions, ingest
+from pipelines.cluster.spec import ClusterSpec
+from pipelines.jobs.ingest import IngestOptions, ingest
+from pipelines.local.processes import signals_interrupt
+from pipelines.local.s3 import EmbeddedS3
 from pipelines.sources.open import open_source
 from pipelines.synth import synthesize
 
+#: Progress bars only on a terminal (not in CI logs or a captured run).
+PROGRESS = sys.stderr.isatty()
 #: What a demo run leaves in its folder; a folder holding anything else is not removed.
 DEMO_ENTRIES = ("s3", "source", "patch.png")
 
@@ -47,7 +50,7 @@ def _fresh_folder(out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pipelines.showcase.demo", description=__doc__)
     parser.add_argument(
         "--patches", type=int, default=2000, help="pairs to synthesize (default 2000)"
     )
@@ -71,7 +74,7 @@ def _run(out: Path, patches: int, fmt: str, cluster: str) -> int:
         e = s3.endpoint
         print(f"S3 endpoint {e.endpoint_url} serving {s3.directory}")
         t0 = time.perf_counter()
-        rep = synthesize(patches, out / "source", fmt=fmt, seed=0, progress=True)
+        rep = synthesize(patches, out / "source", fmt=fmt, seed=0, progress=PROGRESS)
         print(
             f"source: {rep.n_patches} pairs, {rep.n_text_rows} text rows, "
             f"{rep.bytes_written / 1e6:.1f} MB ({rep.fmt}) in {rep.seconds:.1f} s"
@@ -87,7 +90,7 @@ def _run(out: Path, patches: int, fmt: str, cluster: str) -> int:
         report = ingest(
             open_source(out / "source"),
             spec,
-            IngestOptions(release="v1"),
+            IngestOptions(release="v1", progress=PROGRESS),
             ClusterSpec(cluster),
         )
         print("ingest:", json.dumps(report.to_dict(), indent=1))

@@ -2,7 +2,7 @@
 
 Every notebook of ``notebooks/`` begins with :func:`start` and ends with :meth:`Tour.close`::
 
-    from pipelines import tour
+    from pipelines.showcase import tour
 
     t = tour.start("tour-data")      # endpoint up (or reused), lake built (or reused)
     release = lake.open_lake(t.spec).current
@@ -40,9 +40,9 @@ from catalog.server import ServerError
 from lake.config import StoreSpec, store_spec
 from lake.errors import ConfigError, LakeError, LayoutError
 from lake.layout import ROOT_DOCUMENT, work_path
-from pipelines.embedded_s3 import EmbeddedS3, S3Endpoint
-from pipelines.processes import die_with_parent as _die_with_parent
-from pipelines.processes import free_port
+from pipelines.local.processes import die_with_parent as _die_with_parent
+from pipelines.local.processes import free_port
+from pipelines.local.s3 import EmbeddedS3, S3Endpoint
 
 #: The marker and state file of a tour folder.
 STATE_FILE: Final = "tour.json"
@@ -334,8 +334,8 @@ def _build(
     """Synthesize a source of ``patches`` real pairs and ingest it into the tour's lake."""
     with warnings.catch_warnings():  # tqdm.auto in a kernel without ipywidgets: no bars anyway
         warnings.filterwarnings("ignore", message="IProgress not found")
-        from pipelines.cluster import ClusterSpec
-        from pipelines.ingest import IngestOptions, ingest
+        from pipelines.cluster.spec import ClusterSpec
+        from pipelines.jobs.ingest import IngestOptions, ingest
     from pipelines.sources.open import open_source
     from pipelines.synth import synthesize
 

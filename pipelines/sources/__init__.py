@@ -1,1 +1,1 @@
-"""Sources of BigEarthNet data the ingest reads: folders, tar.zst archives, LMDB, text parquet."""
+"""What ingest reads: folders, tar.zst archives, LMDB, the text parquet, and a lake's release."""

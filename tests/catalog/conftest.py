@@ -6,7 +6,7 @@ Items carry real names, dates and footprints; ingest builds their catalog before
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +16,27 @@ from catalog.api import create_app
 from catalog.request import SearchRequest
 from catalog.search import Catalog
 from catalog.server import running
-from lake.config import StoreSpec, store_spec
-from pipelines.cluster import ClusterSpec
-from pipelines.ingest import ingest
-from pipelines.sources.open import open_source
-from pipelines.synth import synthesize
-from tests.catalog.helpers import N_PAIRS, OPTIONS
+from lake.config import StoreSpec
+from tests.catalog.helpers import LAKE
+from tests.support.lakes import TestLake
 
 
 @pytest.fixture(scope="session")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A synthetic source of N_PAIRS real metadata rows (LMDB + BigEarthNet.txt)."""
-    out = tmp_path_factory.mktemp("catalog-src") / "src"
-    synthesize(N_PAIRS, out, fmt="lmdb", seed=11, progress=False)
-    return out
+def catalog_lake(build_lake: Callable[..., TestLake]) -> TestLake:
+    """N_PAIRS real metadata rows (LMDB + BigEarthNet.txt), ingested (release r1, 16 per shard)."""
+    return build_lake(LAKE)
 
 
 @pytest.fixture(scope="session")
-def lake_spec(source: Path, tmp_path_factory: pytest.TempPathFactory) -> StoreSpec:
-    """The source ingested into a local lake (release r1, 16 pairs per shard)."""
-    spec = store_spec(str(tmp_path_factory.mktemp("catalog-lake") / "lake"), environ={})
-    ingest(open_source(source), spec, OPTIONS, ClusterSpec("sync"))
-    return spec
+def source(catalog_lake: TestLake) -> Path:
+    """The synthetic source of the catalog's lake."""
+    return catalog_lake.source
+
+
+@pytest.fixture(scope="session")
+def lake_spec(catalog_lake: TestLake) -> StoreSpec:
+    """The catalog's lake."""
+    return catalog_lake.spec
 
 
 @pytest.fixture(scope="session")

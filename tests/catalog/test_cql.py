@@ -18,8 +18,8 @@ import shapely
 
 from catalog.cql import Sql, bbox_overlap, filter_sql, parse_filter
 from catalog.queryables import Queryables
+from lake.duck import duckdb_connect
 from lake.errors import QueryError
-from lake.storage import duckdb_connect
 
 
 def _t(text: str) -> datetime:

@@ -17,9 +17,9 @@ from catalog.search import Catalog
 from catalog.server import running
 from lake.config import StoreSpec
 from lake.errors import QueryError
-from pipelines.cluster import ClusterSpec
-from pipelines.embedded_s3 import EmbeddedS3
-from pipelines.ingest import ingest
+from pipelines.cluster.spec import ClusterSpec
+from pipelines.jobs.ingest import ingest
+from pipelines.local.s3 import EmbeddedS3
 from pipelines.sources.open import open_source
 from tests.catalog.helpers import N_PAIRS, OPTIONS, RELEASE, validate
 from tests.conftest import s3_spec_for

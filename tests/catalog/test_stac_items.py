@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -123,7 +124,7 @@ def test_file_checksums_and_sizes_describe_the_shard_objects(
     for item in all_items[:10]:
         for asset in item["assets"].values():
             path = urlparse(asset["bigearthnet:shard_object"]).path
-            body = open(path, "rb").read()  # noqa: SIM115 (one read)
+            body = Path(path).read_bytes()
             assert asset["file:size"] == len(body)
             assert asset["file:checksum"] == "1220" + hashlib.sha256(body).hexdigest()
             rel = path[len(lake_spec.root) + 1 :]
@@ -194,14 +195,14 @@ def test_rebuilding_gives_the_same_bytes(lake_spec: StoreSpec) -> None:
     first = render_catalog(lake_spec, RELEASE, objects)
     second = render_catalog(lake_spec, RELEASE, objects)
     assert first.files == second.files
-    stored = {p: open(_local(lake_spec, p), "rb").read() for p in first.files}  # noqa: SIM115
+    stored = {p: Path(_local(lake_spec, p)).read_bytes() for p in first.files}
     assert stored == dict(first.files)
     check = verify_catalog(lake_spec, RELEASE)
     assert check.n_items == N_PAIRS
 
 
 def test_no_time_of_building_in_the_files(lake_spec: StoreSpec) -> None:
-    text = open(_local(lake_spec, collection_path(RELEASE))).read()  # noqa: SIM115
+    text = Path(_local(lake_spec, collection_path(RELEASE))).read_text()
     assert "created" not in json.loads(text) and "updated" not in text
     meta = pq.read_metadata(_local(lake_spec, stac_items_path(RELEASE))).metadata
     assert b"stac-geoparquet" in meta and b"geo" in meta

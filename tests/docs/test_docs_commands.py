@@ -49,9 +49,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from pipelines import tour
-from pipelines.embedded_s3 import EmbeddedS3
-from pipelines.processes import die_with_parent, free_port
+from pipelines.local.processes import die_with_parent, free_port
+from pipelines.local.s3 import EmbeddedS3
+from pipelines.showcase import tour
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -83,8 +83,8 @@ RUN: dict[str, int] = {
 #: Exercised by another test (``path::name``); the reason says how.
 COVERED: dict[str, tuple[str, str]] = {
     "make demo": (
-        "tests/pipelines/test_demo.py::test_demo_builds_a_lake_on_s3_and_cleans_up",
-        "runs pipelines.demo, the recipe of `make demo` (checked by test_make_targets...)",
+        "tests/pipelines/showcase/test_demo.py::test_demo_builds_a_lake_on_s3_and_cleans_up",
+        "runs pipelines.showcase.demo, the recipe of `make demo` (checked by test_make_targets...)",
     ),
     "make test": (
         "tests/docs/test_docs_commands.py::test_make_targets_run_what_the_docs_say",
@@ -99,19 +99,19 @@ COVERED: dict[str, tuple[str, str]] = {
         "slow: needs the source of the synth line and an empty bucket",
     ),
     "lake s3 serve --dir s3-data --port 9000": (
-        "tests/pipelines/test_cli.py::test_s3_serve_serves_and_stops_with_its_rclone_on_sigterm",
+        "tests/pipelines/cli/test_commands.py::test_s3_serve_serves_and_stops_with_its_rclone_on_sigterm",
         "serves until stopped; that test starts it, uses it and stops it",
     ),
     "lake serve --lake s3://bucket/lake --port 8080": (
-        "tests/catalog/test_search_cli.py::test_serve_binds_loopback_and_answers",
+        "tests/pipelines/cli/test_catalog_commands.py::test_serve_binds_loopback_and_answers",
         "serves until stopped; that test starts it, queries it and stops it",
     ),
     "lake s3 serve --dir s3-data --port 9000 --bucket lake": (
-        "tests/pipelines/test_cli.py::test_s3_serve_serves_and_stops_with_its_rclone_on_sigterm",
+        "tests/pipelines/cli/test_commands.py::test_s3_serve_serves_and_stops_with_its_rclone_on_sigterm",
         "serves until stopped; that test starts it (bucket `lake`), uses it and stops it",
     ),
     "lake gateway serve --port 8000": (
-        "tests/pipelines/test_gateway_cli.py::test_sigterm_stops_the_gateway",
+        "tests/pipelines/cli/test_gateway_command.py::test_sigterm_stops_the_gateway",
         "serves until stopped; that test starts it with --port, evals its export lines and "
         "stops it with SIGTERM (test_serve_prints_what_a_job_needs runs jobs on it)",
     ),
@@ -122,19 +122,19 @@ COVERED: dict[str, tuple[str, str]] = {
     ),
     "lake ingest source --lake s3://lake/bigearthnet --release v1 "
     "--cluster gateway://127.0.0.1:8000 --workers 2": (
-        "tests/pipelines/test_gateway_cli.py::test_serve_prints_what_a_job_needs",
+        "tests/pipelines/cli/test_gateway_command.py::test_serve_prints_what_a_job_needs",
         "needs a running gateway: that test runs `lake ingest --cluster gateway://...` on the "
-        "one `lake gateway serve` started (tests/pipelines/test_gateway.py: on S3 too)",
+        "one `lake gateway serve` started (tests/pipelines/cluster/test_gateway.py: on S3 too)",
     ),
     "lake pipeline stats --lake s3://lake/bigearthnet --cluster gateway://127.0.0.1:8000 "
     "--workers 2": (
-        "tests/pipelines/test_gateway_cli.py::test_serve_prints_what_a_job_needs",
+        "tests/pipelines/cli/test_gateway_command.py::test_serve_prints_what_a_job_needs",
         "needs a running gateway: that test runs `lake pipeline stats --cluster gateway://... "
         "--workers 2` on the one `lake gateway serve` started",
     ),
     "lake pipeline stats --lake s3://bucket/lake --cluster gateway://127.0.0.1:8000 --workers 2 "
     "--worker-memory 2GiB": (
-        "tests/pipelines/test_gateway_cli.py::test_serve_prints_what_a_job_needs",
+        "tests/pipelines/cli/test_gateway_command.py::test_serve_prints_what_a_job_needs",
         "needs a running gateway: that test runs `lake pipeline stats --cluster gateway://... "
         "--workers 2 --worker-memory 1GiB`; notebooks/05 runs the job on S3",
     ),
@@ -443,7 +443,7 @@ def test_make_targets_run_what_the_docs_say() -> None:
     assert result.returncode == 0, result.stderr
     recipe = result.stdout
     assert "pip install" in recipe and "constraints.txt" in recipe, "make venv is not run first"
-    assert ".venv/bin/python -m pipelines.demo" in recipe
+    assert ".venv/bin/python -m pipelines.showcase.demo" in recipe
     assert ".venv/bin/python -m pytest -q\n" in recipe
     assert '.venv/bin/python -m pytest -q -m ""' in recipe
     assert "make test" in (ROOT / ".ci" / "run").read_text()

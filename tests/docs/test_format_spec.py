@@ -23,7 +23,7 @@ import zstandard
 from pcodec import standalone
 
 import lake
-from pipelines import tour
+from pipelines.showcase import tour
 
 EMPTY = 2**64 - 1
 RASTERS = {"s2_10m": "<u2", "s2_20m": "<u2", "s2_60m": "<u2", "s1": "<f4", "reference_map": "<u2"}

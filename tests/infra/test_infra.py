@@ -27,7 +27,7 @@ import pytest
 import yaml
 from traitlets.config import Config
 
-from pipelines.embedded_s3 import free_port
+from pipelines.local.s3 import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"

@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,15 +29,12 @@ from lake.bigearthnet import ARRAYS
 from lake.config import StoreSpec, store_spec
 from lake.errors import ConfigError, IntegrityError
 from lake.integrity import crc32c_ok
-from lake.loader import LakeDataset
+from lake.loader import LakeDataset, ReadOptions
 from lake.patchstore import STRING_ARRAYS, array_of, create_group, write_block
 from lake.reader import open_lake
-from pipelines.cluster import ClusterSpec
-from pipelines.embedded_s3 import EmbeddedS3
-from pipelines.ingest import IngestOptions, ingest
-from pipelines.sources.open import open_source
-from pipelines.synth import synthesize
+from pipelines.local.s3 import EmbeddedS3
 from tests.conftest import s3_spec_for
+from tests.support.lakes import LakeRecipe, TestLake
 
 N, PER_SHARD, RELEASE = 20, 8, "r1"
 RASTERS = [a.name for a in ARRAYS]
@@ -52,14 +50,9 @@ class Built:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    base = tmp_path_factory.mktemp("integrity")
-    synthesize(N, base / "src", fmt="lmdb", seed=11)
-    spec = store_spec(str(base / "lake"), environ={})
-    opts = IngestOptions(
-        release=RELEASE, samples_per_shard=PER_SHARD, scan_batch=PER_SHARD, progress=False
-    )
-    ingest(open_source(base / "src"), spec, opts, ClusterSpec("sync"))
+def built(build_lake: Callable[..., TestLake]) -> Built:
+    lake = build_lake(LakeRecipe(N, 11, per_shard=PER_SHARD, scan_batch=PER_SHARD))
+    base = lake.root.parent
     group = zarr.open_group(str(base / "lake" / f"patches/{RELEASE}.zarr"), mode="r")
     values: dict[str, np.ndarray] = {
         name: np.asarray(array_of(group, name)[:]) for name in [*RASTERS, *STRING_ARRAYS]
@@ -189,7 +182,8 @@ def check_loader(
 ) -> bool:
     raised = False
     for dense in (0.0, 1.1):  # whole shard objects, then byte ranges of index and chunks
-        kw: dict[str, Any] = {"modalities": [array], "shuffle": False, "dense_fraction": dense}
+        read = ReadOptions(dense_fraction=dense)
+        kw: dict[str, Any] = {"modalities": [array], "shuffle": False, "read": read}
         try:
             list(LakeDataset(spec, **kw))
         except IntegrityError as exc:

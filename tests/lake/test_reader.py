@@ -8,24 +8,16 @@ import pytest
 import shapely
 
 import lake
-from lake.config import store_spec
 from lake.errors import LayoutError, PatchNotFound, ReleaseNotFound
 from lake.render import render_patch
-from pipelines.cluster import ClusterSpec
-from pipelines.ingest import IngestOptions, ingest
 from pipelines.sources.open import open_source
-from pipelines.synth import synthesize
+from tests.support.lakes import LakeRecipe
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    base = tmp_path_factory.mktemp("reader")
-    synthesize(20, base / "src", fmt="lmdb", seed=5)
-    spec = store_spec(str(base / "lake"), environ={})
-    source = open_source(base / "src")
-    opts = IngestOptions(release="r1", samples_per_shard=8, scan_batch=8, progress=False)
-    ingest(source, spec, opts, ClusterSpec("sync"))
-    return spec, source, base
+def built(build_lake):
+    lake = build_lake(LakeRecipe(20, 5, per_shard=8, scan_batch=8))
+    return lake.spec, open_source(lake.source), lake.root.parent
 
 
 def test_releases_and_current(built):

@@ -26,8 +26,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-from pipelines import tour
-from pipelines.stats import BANDS, read_stats
+from pipelines.showcase import tour
+from pipelines.jobs.stats import BANDS, read_stats
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 KERNEL = "bigearthnet-lake-tests"
@@ -64,10 +64,26 @@ def shared_tour(quickstart: tuple[Path, nbformat.NotebookNode]) -> Iterator[tour
 def execute(name: str, cwd: Path, kernels: KernelSpecManager) -> nbformat.NotebookNode:
     """Run ``notebooks/<name>.ipynb`` with ``cwd`` as its working folder; returns it executed."""
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=kernels)
-    client = NotebookClient(nb, km=km, timeout=TIMEOUT, resources={"metadata": {"path": str(cwd)}})
-    client.execute()  # raises CellExecutionError, naming the cell, on the first error
+    run(nb, cwd, kernels, TIMEOUT)  # raises CellExecutionError, naming the cell, on the first error
     return nb
+
+
+def run(nb: nbformat.NotebookNode, cwd: Path, kernels: KernelSpecManager, timeout: int) -> None:
+    """Execute a notebook in a kernel of its own, and shut the kernel down afterwards.
+
+    nbclient leaves running a kernel whose manager it was given; its process (and the
+    client's threads) would otherwise live until the test session ends.
+    """
+    km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=kernels)
+    client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(cwd)}})
+    try:
+        client.execute()
+    finally:
+        if client.kc is not None:
+            client.kc.stop_channels()
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+        km.context.destroy(linger=0)  # the zmq sockets of the manager
 
 
 def outputs(nb: nbformat.NotebookNode) -> list[dict[str, Any]]:
@@ -113,8 +129,7 @@ def rclone_serving(folder: Path) -> list[psutil.Process]:
 
 def test_the_kernel_is_this_python(kernels: KernelSpecManager, tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import sys; sys.executable")])
-    km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=kernels)
-    NotebookClient(nb, km=km, timeout=60, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    run(nb, tmp_path, kernels, 60)
     assert text(nb).strip() == repr(sys.executable)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +25,14 @@ import zstandard
 from safetensors.numpy import save as save_safetensors
 
 from lake.bigearthnet import REFERENCE_MAP, S1_BANDS, S2_BANDS
+from lake.config import StoreSpec
 from lake.grid import tile_grid
 from lake.names import MAPS_ROOT, S1_ROOT, S2_ROOT, pair_files, parse_patch_id, parse_s1_name
 from pipelines.sources.base import PAIR_BANDS
 from pipelines.sources.geotiff import encode_band, spec_of
 from tests.conftest import METADATA, SAMPLE
+from tests.pipelines.jobs.helpers import LAKE as JOBS_LAKE
+from tests.support.lakes import LakeRecipe, TestLake, copy_lake
 
 PATCH_ID = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_75_43"
 #: The sample's S1 (of another pair) and reference map (of a third pair).
@@ -189,3 +192,30 @@ def sources(pair: PairFixture, tmp_path_factory: pytest.TempPathFactory) -> dict
             base / "lmdb", lmdb_entries(pair.patch_id, pair.s1_name, pair.values), pair.metadata
         ),
     }
+
+
+# ---------------------------------------------------------------- the jobs' lake
+
+
+@pytest.fixture(scope="session")
+def jobs_built(build_lake: Callable[[LakeRecipe], TestLake]) -> TestLake:
+    """48 synthetic pairs (with text) from folders, in shards of 2, ingested on 2 threads."""
+    return build_lake(JOBS_LAKE)
+
+
+@pytest.fixture(scope="session")
+def jobs_source(jobs_built: TestLake) -> Path:
+    """The jobs' synthetic source folder."""
+    return jobs_built.source
+
+
+@pytest.fixture(scope="session")
+def jobs_lake_pristine(jobs_built: TestLake) -> Path:
+    """The jobs' lake folder, never changed (copy it with :func:`jobs_lake`)."""
+    return jobs_built.root
+
+
+@pytest.fixture
+def jobs_lake(jobs_built: TestLake, tmp_path: Path) -> StoreSpec:
+    """A private copy of the jobs' lake (tests may amend or damage it)."""
+    return copy_lake(jobs_built, tmp_path / "lake")

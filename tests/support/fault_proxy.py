@@ -14,7 +14,9 @@ forwarded, ``whole_gets`` the matching GETs without a ``Range`` header (whole ob
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,6 +59,7 @@ class FaultProxy:
         self.whole_gets = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._clients: set[socket.socket] = set()
 
     @property
     def url(self) -> str:
@@ -123,7 +126,14 @@ class FaultProxy:
                     return resp, data
                 raise AssertionError("unreachable")
 
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._clients.add(self.connection)
+
             def finish(self) -> None:
+                with proxy._lock:
+                    proxy._clients.discard(self.connection)
                 super().finish()
                 if self._conn is not None:
                     self._conn.close()
@@ -196,3 +206,10 @@ class FaultProxy:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            # Kept-alive client connections hold a handler thread each, waiting for the next
+            # request: end them, so no thread outlives the proxy.
+            with self._lock:
+                clients = list(self._clients)
+            for sock in clients:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
