@@ -21,8 +21,9 @@ from pipelines.cluster.spec import ClusterSpec
 from pipelines.jobs.ingest import ingest
 from pipelines.local.s3 import EmbeddedS3
 from pipelines.sources.open import open_source
-from tests.catalog.helpers import N_PAIRS, OPTIONS, RELEASE, validate
+from tests.catalog.helpers import N_PAIRS, OPTIONS, RELEASE
 from tests.conftest import s3_spec_for
+from tests.support.stac import validate
 
 pytestmark = pytest.mark.s3
 

@@ -13,7 +13,8 @@ from pystac_client import Client
 
 import catalog
 from catalog.search import Catalog
-from tests.catalog.helpers import N_PAIRS, validate
+from tests.catalog.helpers import N_PAIRS
+from tests.support.stac import validate
 
 QUERY: dict[str, Any] = {
     "bbox": [-12.0, 35.0, 32.0, 71.0],

@@ -27,7 +27,8 @@ from lake.layout import stac_items_path
 from lake.reader import open_lake
 from lake.release import ObjectEntry
 from lake.storage import filesystem
-from tests.catalog.helpers import N_PAIRS, RELEASE, validate
+from tests.catalog.helpers import N_PAIRS, RELEASE
+from tests.support.stac import validate
 
 
 def _local(spec: StoreSpec, rel: str) -> str:
