@@ -146,21 +146,12 @@ class ItemsQuery(BaseModel):
     token: TokenParam = None
 
 
-class SearchQuery(BaseModel):
+class SearchQuery(ItemsQuery):
     """The query string of ``GET /search``: that of the items, plus intersects, ids, collections."""
 
-    bbox: BboxParam = None
     intersects: IntersectsParam = None
-    datetime: DatetimeParam = None
     ids: IdsParam = None
     collections: CollectionsParam = None
-    limit: LimitParam = None
-    filter: FilterParam = None
-    filter_lang: FilterLangParam = None
-    filter_crs: FilterCrsParam = None
-    sortby: SortbyParam = None
-    fields: FieldsParam = None
-    token: TokenParam = None
 
 
 def _error(status: int, code: str, description: str) -> JSONResponse:

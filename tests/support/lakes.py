@@ -9,6 +9,7 @@ writes into its lake works on :func:`copy_lake`.
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -91,3 +92,28 @@ def upload_lake(lake: TestLake, spec: StoreSpec) -> StoreSpec:
 
     filesystem(spec).put(f"{lake.root}/", spec.root, recursive=True)
     return spec
+
+
+def ingest_command(source: Path, lake: Path, per_shard: int = 8) -> list[str]:
+    """``lake ingest`` of ``source`` into release ``r1`` of ``lake`` in-process, as a new process.
+
+    Small shards and scan batches, so a kill at a random moment finds work in every phase.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "ingest",
+        str(source),
+        "--lake",
+        str(lake),
+        "--release",
+        RELEASE,
+        "--cluster",
+        "sync",
+        "--samples-per-shard",
+        str(per_shard),
+        "--scan-batch",
+        str(per_shard),
+        "--json",
+    ]

@@ -95,10 +95,12 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
     if before is None or item.get_closest_marker("leaves_threads"):
         return result
     deadline = time.monotonic() + GRACE_SECONDS
-    # What the test no longer references but a reference cycle still holds (a dataset and its
-    # thread pools) is not a leak: collect it, which stops its threads.
-    gc.collect()
     threads, children = _leaks(*before)
+    if threads or children:
+        # What the test no longer references but a reference cycle still holds (a dataset and
+        # its thread pools) is not a leak: collect it, which stops its threads.
+        gc.collect()
+        threads, children = _leaks(*before)
     while (threads or children) and time.monotonic() < deadline:
         time.sleep(0.1)
         threads, children = _leaks(*before)

@@ -30,6 +30,7 @@ from pipelines.sources.base import PAIR_BANDS
 from pipelines.sources.open import open_source
 from pipelines.synth import synthesize
 from tests.conftest import s3_spec_for
+from tests.support.lakes import ingest_command
 
 OPTS = IngestOptions(release="r1", samples_per_shard=8, scan_batch=8, progress=False)
 SYNC = ClusterSpec("sync")
@@ -186,27 +187,6 @@ def test_bad_input_sets_the_exit_status(clean_source, tmp_path):
 # ------------------------------------------------------------------ crash and resume
 
 
-def _ingest_cmd(source: Path, lake: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pipelines.cli",
-        "ingest",
-        str(source),
-        "--lake",
-        str(lake),
-        "--release",
-        "r1",
-        "--cluster",
-        "sync",
-        "--samples-per-shard",
-        "8",
-        "--scan-batch",
-        "8",
-        "--json",
-    ]
-
-
 def _run_until(cmd: list[str], ready, timeout: float = 120) -> bool:
     """Start ingest, SIGKILL it as soon as ``ready()``; True if it was killed, False if it ended."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -238,7 +218,9 @@ def crash_source(tmp_path_factory) -> Path:
 
 def test_kill_9_at_several_points_then_rerun_equals_a_clean_run(crash_source, tmp_path):
     clean, crashed = tmp_path / "clean", tmp_path / "crashed"
-    subprocess.run(_ingest_cmd(crash_source, clean), check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        ingest_command(crash_source, clean), check=True, capture_output=True, timeout=300
+    )
     work = crashed / "_work" / "r1"
     kill_points = [
         lambda: _count(work / "scan") >= 2,  # mid-scan
@@ -247,14 +229,14 @@ def test_kill_9_at_several_points_then_rerun_equals_a_clean_run(crash_source, tm
     ]
     killed = 0
     for ready in kill_points:
-        if not _run_until(_ingest_cmd(crash_source, crashed), ready):
+        if not _run_until(ingest_command(crash_source, crashed), ready):
             break  # it finished before this point: the rerun below is then a no-op
         killed += 1
         # Nothing half-written is visible: no release is published yet.
         root = crashed / "lake.json"
         assert not root.exists() or "r1" not in root.read_text()
     assert killed >= 2, "the kill points were never reached"
-    final = subprocess.run(_ingest_cmd(crash_source, crashed), capture_output=True, text=True,
+    final = subprocess.run(ingest_command(crash_source, crashed), capture_output=True, text=True,
                            timeout=300)  # fmt: skip
     assert final.returncode == 0, final.stderr
     report = json.loads(final.stdout)
