@@ -10,6 +10,7 @@ into a published release; the documents' shapes are in :mod:`lake.documents`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from lake.layout import (
     release_prefixes,
 )
 from lake.lock import STALE_SECONDS, ObjectLock
-from lake.storage import filesystem, read_json, sha256_bytes, write_json_atomic
+from lake.storage import TEMP_PREFIX, filesystem, read_json, sha256_bytes, write_json_atomic
 
 #: A lock older than this is left over from a crashed writer and may be broken.
 STALE_LOCK_SECONDS = STALE_SECONDS
@@ -63,13 +64,29 @@ def hash_objects(spec: StoreSpec, paths: Iterable[str]) -> list[ObjectEntry]:
 
 
 def list_objects(spec: StoreSpec, prefix: str) -> list[str]:
-    """Every object below ``prefix``, as paths relative to the lake root, sorted."""
+    """Every object below ``prefix``, as paths relative to the lake root, sorted.
+
+    The temporary files of atomic writes are not objects of the lake: ours (``.tmp-*``, see
+    :func:`lake.storage.new_file`) and zarr's ``LocalStore`` (``<key>.<uuid hex>.partial``). A
+    writer killed in the middle of one leaves its temporary behind, and a rerun must not list
+    it in the release's manifest (``benchmarks/kill9.py`` found one there).
+    """
     fs = filesystem(spec)
     base = spec.path(prefix)
     if not fs.exists(base):
         return []
     root = spec.path().rstrip("/") + "/"
-    return sorted(p[len(root) :] for p in fs.find(base))
+    return sorted(p[len(root) :] for p in fs.find(base) if not is_temporary(p))
+
+
+#: zarr's ``LocalStore`` writes ``<key>.<uuid4 hex>.partial`` and renames it into place.
+_ZARR_PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
+
+
+def is_temporary(path: str) -> bool:
+    """Whether ``path`` is the temporary file of an atomic write (ours or zarr's)."""
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith(TEMP_PREFIX) or bool(_ZARR_PARTIAL.search(name))
 
 
 def read_root(spec: StoreSpec) -> RootDocument:

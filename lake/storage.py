@@ -173,7 +173,11 @@ def read_json(fs: fsspec.AbstractFileSystem, path: str) -> Any:
     return json.loads(fs.cat_file(path))
 
 
-def new_file(directory: str, prefix: str = ".tmp-") -> tuple[int, str]:
+#: The name prefix of the temporary file of an atomic write (never an object of the lake).
+TEMP_PREFIX = ".tmp-"
+
+
+def new_file(directory: str, prefix: str = TEMP_PREFIX) -> tuple[int, str]:
     """Create a new, empty file with a unique name in ``directory``, open for writing.
 
     Unlike :func:`tempfile.mkstemp` (always 0600), the file's mode follows the process umask
