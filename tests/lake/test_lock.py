@@ -9,10 +9,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from lake.config import StoreSpec
+from lake.config import StoreSpec, store_spec
 from lake.errors import PublishConflict
 from lake.lock import ObjectLock, conditional_writes
 from lake.storage import filesystem
@@ -132,3 +133,58 @@ def test_the_embedded_endpoint_has_no_conditional_writes(s3_spec):
     fs = filesystem(s3_spec)
     assert conditional_writes(s3_spec, fs, s3_spec.path("x.lock")) is False
     assert [p for p in fs.find(s3_spec.path()) if ".probe-" in p] == []
+
+
+# ------------------------------------------------------- an endpoint with conditional writes
+
+
+@pytest.fixture(scope="module")
+def conditional_s3() -> Iterator[StoreSpec]:
+    """An S3 endpoint that honours ``If-None-Match: *`` as AWS S3 does: moto's server, on loopback.
+
+    rclone (the embedded endpoint) ignores the header, so the lock's conditional path needs a
+    second server to be tested at all.
+    """
+    from moto.server import ThreadedMotoServer
+
+    from pipelines.local.processes import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        spec = store_spec(
+            "s3://locks/lake",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            key="moto-key",
+            secret="moto-secret",
+            region="us-east-1",
+            environ={},
+        )
+        import boto3
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=spec.endpoint_url,
+            aws_access_key_id=spec.key,
+            aws_secret_access_key=spec.secret,
+            region_name=spec.region,
+        )
+        s3.create_bucket(Bucket="locks")
+        s3.close()
+        yield spec
+    finally:
+        server.stop()
+
+
+def test_an_endpoint_with_conditional_writes_is_detected(conditional_s3):
+    fs = filesystem(conditional_s3)
+    assert conditional_writes(conditional_s3, fs, conditional_s3.path("x.lock")) is True
+    assert [p for p in fs.find(conditional_s3.path()) if ".probe-" in p] == []
+
+
+def test_one_holder_at_a_time_with_conditional_writes(conditional_s3):
+    most, errors = _contend(conditional_s3, 12, 0.02)
+    assert errors == []
+    assert most == 1
+    assert not filesystem(conditional_s3).exists(conditional_s3.path("x.lock"))
