@@ -163,6 +163,19 @@ def storage_options(spec: StoreSpec) -> dict[str, Any]:
     return opts
 
 
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """What the clients built here raise when storage cannot be reached or refuses access.
+
+    s3fs raises OSError subclasses (PermissionError for a wrong secret); botocore raises its own
+    errors when the endpoint does not answer.
+    """
+    try:
+        from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover (s3fs brings botocore)
+        return (OSError,)
+    return (OSError, BotoCoreError)
+
+
 def sha256_bytes(data: bytes) -> str:
     """Hex SHA-256 of some bytes."""
     return hashlib.sha256(data).hexdigest()

@@ -27,14 +27,6 @@ if TYPE_CHECKING:
 MEMORY_INDEX_MAX_ROWS = 1_000_000
 
 
-def _storage_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
-    except ImportError:  # pragma: no cover (s3fs brings botocore)
-        return (OSError,)
-    return (OSError, BotoCoreError)
-
-
 def _where(spec: StoreSpec) -> str:
     return spec.url + (f" at {spec.endpoint_url}" if spec.endpoint_url else "")
 
@@ -49,6 +41,7 @@ def open_release(spec: StoreSpec, release: str | None) -> Release:
         StorageError: The storage cannot be reached or refuses access.
     """
     from lake.reader import open_lake
+    from lake.storage import storage_errors
 
     if spec.protocol not in ("file", "s3"):
         raise ConfigError(
@@ -58,7 +51,7 @@ def open_release(spec: StoreSpec, release: str | None) -> Release:
     try:
         rel = open_lake(spec).release(release)
         _ = rel.manifest
-    except _storage_errors() as exc:
+    except storage_errors() as exc:
         hint = (
             "check the endpoint (--endpoint-url or AWS_ENDPOINT_URL), that it is running, and "
             "the key and secret"

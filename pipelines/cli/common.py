@@ -26,6 +26,7 @@ import typer
 
 from lake.config import StoreSpec, as_spec
 from lake.errors import LakeError
+from lake.storage import storage_errors
 from pipelines.cluster.spec import CLUSTER_HELP, ClusterSpec
 
 #: Exit status of an ingest that finished but quarantined some input.
@@ -165,19 +166,6 @@ def spec_of(
         return as_spec(lake, endpoint_url=endpoint, key=key, secret=secret, region=region)
     except LakeError as exc:
         raise fail(exc) from None
-
-
-def storage_errors() -> tuple[type[BaseException], ...]:
-    """What storage raises when it cannot be reached or refuses access.
-
-    s3fs raises OSError subclasses (PermissionError for a wrong secret); botocore raises its own
-    errors when the endpoint does not answer.
-    """
-    try:
-        from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
-    except ImportError:  # pragma: no cover (s3fs brings botocore)
-        return (OSError,)
-    return (OSError, BotoCoreError)
 
 
 def fail_storage(spec: StoreSpec, exc: BaseException) -> typer.Exit:

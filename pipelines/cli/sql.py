@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO
 
 import typer
 
-from lake.config import StoreSpec, store_spec
+from lake.config import StoreSpec, as_spec
 from lake.errors import LakeError, ReadOnlyError
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class _Fail(Exception):
 def _spec(
     lake: str | None, endpoint: str | None, key: str | None, secret: str | None, region: str | None
 ) -> StoreSpec:
-    return store_spec(lake, endpoint_url=endpoint, key=key, secret=secret, region=region)
+    return as_spec(lake, endpoint_url=endpoint, key=key, secret=secret, region=region)
 
 
 def _message(exc: BaseException) -> str:

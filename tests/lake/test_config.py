@@ -1,8 +1,9 @@
 import pickle
+import re
 
 import pytest
 
-from lake.config import normalise_url, store_spec
+from lake.config import as_spec, normalise_url, store_spec
 from lake.errors import ConfigError, LakeError
 
 
@@ -65,3 +66,33 @@ def test_half_credentials_refused():
 def test_bad_endpoint_refused():
     with pytest.raises(ConfigError, match="http"):
         store_spec("s3://b/p", endpoint_url="localhost:9000", environ={})
+
+
+def test_as_spec_takes_a_url_a_path_or_a_spec():
+    from pathlib import Path
+
+    spec = as_spec("s3://bucket/lake", endpoint_url="http://127.0.0.1:9", key="k", secret="s")
+    assert as_spec(spec) is spec
+    assert as_spec(Path("/tmp/a-lake"), environ={}).url == "file:///tmp/a-lake"
+
+
+@pytest.mark.parametrize(
+    ("lake", "options", "says"),
+    [
+        ("s3://bucket/lake", {"endpoint": "http://x"}, "unknown S3 option(s) endpoint"),
+        ("s3://bucket/lake", {"key": "k"}, "S3 credentials are incomplete"),
+        ("s3://", {}, "has no bucket"),
+        ("ftp://host/lake", {}, "protocol 'ftp' is not supported"),
+    ],
+)
+def test_as_spec_names_what_is_wrong(lake, options, says):
+
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        as_spec(lake, environ={}, **options)
+
+
+def test_as_spec_refuses_s3_options_beside_a_spec():
+
+    spec = as_spec("s3://bucket/lake", environ={})
+    with pytest.raises(ConfigError, match=r"S3 option\(s\) key given with a StoreSpec"):
+        as_spec(spec, key="k")
