@@ -15,7 +15,7 @@ chosen.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -42,6 +42,8 @@ CONFORMANCE = (
     "https://api.stacspec.org/v1.0.0/ogcapi-features#fields",
     "https://api.stacspec.org/v1.0.0/item-search#sort",
     "https://api.stacspec.org/v1.0.0/ogcapi-features#sort",
+    "https://api.stacspec.org/v1.0.0/item-search#query",
+    "https://api.stacspec.org/v1.0.0/ogcapi-features#query",
     "https://api.stacspec.org/v1.0.0-rc.2/item-search#filter",
     "https://api.stacspec.org/v1.0.0-rc.2/ogcapi-features#filter",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -89,9 +91,9 @@ class FieldsBody(BaseModel):
 
 
 class SearchBody(BaseModel):
-    """The body of ``POST /search``."""
+    """The body of ``POST /search`` (a field it does not know is a 400 that names it)."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
 
     bbox: list[float] | None = None
     intersects: dict[str, Any] | None = None
@@ -101,6 +103,7 @@ class SearchBody(BaseModel):
     filter: str | dict[str, Any] | None = None
     filter_lang: str | None = Field(default=None, alias="filter-lang")
     filter_crs: str | None = Field(default=None, alias="filter-crs")
+    query: dict[str, Any] | None = None
     sortby: list[SortField] | str | None = None
     fields: FieldsBody | str | None = None
     limit: int | None = None
@@ -127,6 +130,9 @@ FilterLangParam = Annotated[
     str | None, Field(alias="filter-lang", description="cql2-text|cql2-json")
 ]
 FilterCrsParam = Annotated[str | None, Field(alias="filter-crs", description=f"Only {CRS84}")]
+QueryParam = Annotated[
+    str | None, Field(description='Query extension JSON: {"country": {"eq": "Austria"}}')
+]
 SortbyParam = Annotated[str | None, Field(description="+field,-field")]
 FieldsParam = Annotated[str | None, Field(description="field,-field (fields extension)")]
 TokenParam = Annotated[str | None, Field(description="Paging token from a next link")]
@@ -141,6 +147,7 @@ class ItemsQuery(BaseModel):
     filter: FilterParam = None
     filter_lang: FilterLangParam = None
     filter_crs: FilterCrsParam = None
+    query: QueryParam = None
     sortby: SortbyParam = None
     fields: FieldsParam = None
     token: TokenParam = None
@@ -408,6 +415,7 @@ def _run(
         "type": "FeatureCollection",
         "features": features,
         "links": links,
+        "numberMatched": cat.count(search),
         "numberReturned": len(features),
     }
     return JSONResponse(doc, media_type=MEDIA_GEOJSON)
@@ -425,8 +433,20 @@ def _check_crs(crs: str | None) -> None:
         raise QueryError(f"filter-crs {crs!r} is not supported: only {CRS84}")
 
 
+def _check_known(given: Iterable[str], model: type[BaseModel], where: str) -> None:
+    """Refuse parameters (or body fields) that ``model`` does not define, naming them."""
+    known = {f.alias or name for name, f in model.model_fields.items()}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise QueryError(
+            f"unknown {where} {', '.join(map(repr, unknown))}: this API takes "
+            f"{', '.join(sorted(known))}"
+        )
+
+
 def _get_search(cat: Catalog, request: Request, query: ItemsQuery | SearchQuery) -> JSONResponse:
     """A search by GET: its query's parameters, a text filter unless told otherwise."""
+    _check_known(request.query_params.keys(), type(query), "query parameter(s)")
     _check_crs(query.filter_crs)
     params = query.model_dump(exclude={"filter_crs"})
     params["filter_lang"] = query.filter_lang or ("cql2-text" if query.filter else None)
@@ -547,6 +567,7 @@ def search_get(
 @search_routes.post("/search", summary="Item search (POST)", responses=_ERRORS)
 def search_post(request: Request, cat: ServedCatalog, body: SearchBody) -> JSONResponse:
     """Item search with the parameters in a JSON body; the next link repeats the body."""
+    _check_known((body.model_extra or {}).keys(), SearchBody, "body field(s)")
     _check_crs(body.filter_crs)
     params = body.model_dump(exclude_none=True, exclude={"filter_crs"})
     search = SearchRequest.from_params(params, default_limit=DEFAULT_LIMIT)

@@ -22,6 +22,7 @@ from catalog.cql import parse_filter
 from catalog.fields import Fields
 from catalog.geometry import check_bbox, check_geometry
 from catalog.limits import check_json_depth
+from catalog.query import parse_query
 from catalog.times import parse_interval
 from lake.errors import QueryError
 
@@ -44,6 +45,7 @@ class SearchParams(TypedDict, total=False):
     collections: str | Sequence[str] | None
     filter: str | Mapping[str, Any] | None
     filter_lang: str | None
+    query: str | Mapping[str, Any] | None
     sortby: str | Sequence[str | Mapping[str, Any]] | None
     fields: str | Sequence[str] | Mapping[str, Any] | Fields | None
     limit: int | str | None
@@ -191,7 +193,8 @@ class SearchRequest:
         datetime: (start, end) with None for open ends, or None.
         ids: Item ids, or None.
         collections: Collection ids, or None.
-        filter: The CQL2 filter as CQL2 JSON, or None.
+        filter: The CQL2 filter as CQL2 JSON (with the ``query`` extension's conditions and-ed
+            to it), or None.
         sortby: ((property, asc|desc), ...); empty: by id.
         fields: The fields selection.
         limit: Items per page (None: all).
@@ -243,6 +246,10 @@ class SearchRequest:
             parsed_filter = parse_filter(filter, filter_lang)
         elif filter_lang is not None:
             parse_filter("true", filter_lang)  # checks the language name
+        query = parse_query(params.get("query"))
+        if query is not None:
+            both = {"op": "and", "args": [parsed_filter, query]}
+            parsed_filter = query if parsed_filter is None else both
         return cls(
             bbox=parse_bbox(bbox),
             intersects=parse_intersects(intersects),

@@ -299,6 +299,34 @@ class Catalog:
             token = encode_token(request.offset + request.limit)
         return Page(table, token, self, request.fields)
 
+    def count(self, request: SearchRequest) -> int:
+        """How many Items match a request, all pages together (the API's ``numberMatched``).
+
+        One ``count(*)`` over the same condition: DuckDB answers it from the row-group
+        statistics and the few columns the condition reads.
+
+        Raises:
+            QueryError: As :meth:`search`.
+        """
+        import duckdb
+
+        where = self.where(request)
+        cursor = self._con.cursor()
+        try:
+            row = cursor.execute(
+                f"SELECT count(*) FROM items WHERE {where.sql}", list(where.params)
+            ).fetchone()
+        except (
+            duckdb.ConversionException,
+            duckdb.InvalidInputException,
+            duckdb.OutOfRangeException,
+            duckdb.SyntaxException,
+        ) as exc:
+            raise QueryError(f"the search was rejected: {exc}") from None
+        finally:
+            cursor.close()
+        return int(row[0]) if row else 0
+
     def item(self, item_id: str) -> dict[str, Any]:
         """One Item by id.
 
@@ -377,6 +405,8 @@ def search(
         collections: Collection ids (this catalog has one, ``bigearthnet-v2``).
         filter: A CQL2 filter, text (``"country = 'Portugal' AND season = 'Summer'"``) or JSON.
         filter_lang: ``cql2-text`` or ``cql2-json`` (guessed when None).
+        query: The STAC query extension's ``{"country": {"eq": "Austria"}}`` (and-ed with
+            ``filter``; see :mod:`catalog.query`).
         sortby: ``"-datetime,+id"`` or ``[{"field": "datetime", "direction": "desc"}]``.
         fields: ``"id,-geometry"``, a list of such names, or ``{"include": [...], "exclude":
             [...]}`` (the fields extension).

@@ -85,6 +85,12 @@ def search(
         Optional[str],  # noqa: UP045
         typer.Option("--filter-lang", help="cql2-text | cql2-json (default: guessed)"),
     ] = None,
+    query: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--query", help='STAC query extension JSON, e.g. \'{"country": {"eq": "Austria"}}\''
+        ),
+    ] = None,
     ids: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--ids", help="Comma-separated item ids"),
@@ -131,6 +137,7 @@ def search(
         "datetime": datetime,
         "filter": filter,
         "filter_lang": filter_lang,
+        "query": query,
         "ids": ids,
         "collections": collections,
         "sortby": sortby,

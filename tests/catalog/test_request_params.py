@@ -32,6 +32,7 @@ def test_the_parameters_are_the_stac_apis() -> None:
         "collections",
         "filter",
         "filter_lang",
+        "query",
         "sortby",
         "fields",
         "limit",
