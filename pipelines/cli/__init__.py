@@ -10,6 +10,7 @@
 | :mod:`~pipelines.cli.s3` | ``s3 serve`` |
 | :mod:`~pipelines.cli.gateway` | ``gateway serve`` |
 | :mod:`~pipelines.cli.pipeline` | ``pipeline stats``, ``export``, ``verify`` |
+| :mod:`~pipelines.cli.eval` | ``eval`` |
 
 The command modules share :mod:`~pipelines.cli.common` (options, the spec builder, error
 handling, output) and import nothing else of this package; this module is the only one that
@@ -27,6 +28,7 @@ from typing import Annotated, Optional
 import typer
 
 from pipelines.cli import build, catalog, gateway, inspect, pipeline, s3, sql, train
+from pipelines.cli import eval as eval_cmd
 from pipelines.cli.common import set_progress
 from pipelines.cluster.spec import DISTRIBUTION
 
@@ -74,6 +76,7 @@ app.command("info")(inspect.info)
 app.command("show")(inspect.show)
 app.command("sql")(sql.sql)
 app.command("train")(train.train)
+app.command("eval")(eval_cmd.eval_command)
 app.command("search")(catalog.search)
 app.command("serve")(catalog.serve)
 app.add_typer(s3.s3_app, name="s3")
