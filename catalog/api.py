@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from catalog.collection import located_assets
 from catalog.limits import MAX_BODY_BYTES, MAX_QUERY_BYTES, check_json_depth
 from catalog.request import DEFAULT_LIMIT, SearchRequest
 from catalog.search import Catalog, open_catalog
@@ -361,9 +362,7 @@ def _check_collection(collection_id: str) -> None:
 def _collection(cat: Catalog, base: str) -> dict[str, Any]:
     doc = {k: v for k, v in cat.collection.items() if k != "links"}
     url = f"{base}/collections/{COLLECTION_ID}"
-    doc["assets"] = {
-        k: {**a, "href": _absolute(cat, a["href"])} for k, a in doc.get("assets", {}).items()
-    }
+    doc["assets"] = located_assets(doc.get("assets", {}), cat.spec, cat.base_url)
     doc["links"] = [
         {"rel": "self", "href": url, "type": MEDIA_JSON},
         {"rel": "root", "href": f"{base}/", "type": MEDIA_JSON},
@@ -373,12 +372,6 @@ def _collection(cat: Catalog, base: str) -> dict[str, Any]:
         *[link for link in cat.collection.get("links", []) if link["rel"] in ("license", "about")],
     ]
     return doc
-
-
-def _absolute(cat: Catalog, href: str) -> str:
-    from catalog.rows import resolve
-
-    return resolve(href, cat.base_url)
 
 
 def _item_links(item: dict[str, Any], base: str) -> dict[str, Any]:

@@ -5,6 +5,17 @@ An asset's ``href`` is the array inside the release's Zarr group plus a ``#sampl
 ``items.parquet`` so a lake can be copied elsewhere without rewriting its catalog; the search API
 resolves it against the lake's URL. ``file:size`` and ``file:checksum`` describe the shard object
 that holds the sample (``bigearthnet:shard_object``), as listed in the release manifest.
+Stored hrefs are relative (stac-geoparquet Items carry no self link); :func:`catalog.search`
+and the API hand them out absolute, so clients need nothing else to resolve them.
+
+Every asset carries its own grid, ``proj:shape`` and ``proj:transform`` at its resolution (10, 20,
+60 m; S1 and the reference map on the 10 m grid), beside the Item's ``proj:epsg``/``proj:code``:
+that is what stackstac and odc-stac build a cube from. The bands are STAC 1.1 ``bands`` (eo and
+raster v2.0.0), not the v1 ``eo:bands``/``raster:bands``: odc-stac 0.5 reads ``bands`` (and
+``raster:bands`` only as a fallback), while stackstac 0.5.1 models one band per asset and raises
+on a ``raster:bands`` of more than one entry ("Multi-band rasters are not currently supported"),
+which every multi-band asset here would have; for the single-band reference map the v1 fields
+would hold nothing stackstac uses (no scale, offset or spectral name).
 """
 
 from __future__ import annotations

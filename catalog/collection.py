@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from catalog.assets import TO_LAKE_ROOT, item_assets
+from catalog.rows import resolve
 from catalog.stac import (
     CATALOG_ID,
     COLLECTION_EXTENSIONS,
@@ -28,6 +29,7 @@ from catalog.stac import (
     STAC_VERSION,
 )
 from lake.bigearthnet import CLASSES_SORTED
+from lake.config import StoreSpec
 from lake.layout import (
     annotations_table_path,
     band_stats_path,
@@ -35,6 +37,14 @@ from lake.layout import (
     patches_table_path,
 )
 from lake.release import ObjectEntry
+from lake.storage import storage_options
+
+#: The asset field of the xarray-assets convention: ``xr.open_dataset(href, **open_kwargs)``.
+XARRAY_OPEN_KWARGS = "xarray:open_kwargs"
+#: How xarray opens the group: Zarr v3 without consolidated metadata (the group has none).
+#: The xarray-assets extension's schema is not in the offline bundle, so the collection does
+#: not declare it; core STAC allows the extra field (pystac exposes it in ``extra_fields``).
+OPEN_KWARGS: Mapping[str, Any] = {"engine": "zarr", "consolidated": False, "zarr_format": 3}
 
 #: Properties summarised as the sorted list of their distinct values.
 _DISTINCT = (
@@ -145,6 +155,7 @@ def table_assets(
             "type": MEDIA_ZARR,
             "title": "The release's Zarr v3 group (one row per pair along `sample`)",
             "roles": ["data"],
+            XARRAY_OPEN_KWARGS: dict(OPEN_KWARGS),
         },
         "patches": {
             "href": TO_LAKE_ROOT + patches_file,
@@ -184,6 +195,33 @@ def table_assets(
         "roles": ["stac-items"],
         **_file_fields(items),
     }
+    return out
+
+
+def located_assets(assets: Mapping[str, Any], spec: StoreSpec, base: str) -> dict[str, Any]:
+    """The collection's assets as a client of the lake at ``spec`` uses them.
+
+    Hrefs are made absolute against ``base`` (the URL of ``stac/<release>/``); on S3 the Zarr
+    asset's ``xarray:open_kwargs`` gain the ``storage_options`` that reach the endpoint (endpoint,
+    region, botocore settings) but never the credentials: a client brings its own (``AWS_*``
+    variables or ``storage_options["key"/"secret"]``), so that
+    ``xr.open_dataset(asset["href"], **asset["xarray:open_kwargs"])`` works unchanged.
+
+    Args:
+        assets: The ``assets`` of ``collection.json`` (hrefs relative to its folder).
+        spec: The lake the collection belongs to.
+        base: The folder URL to resolve relative hrefs against (ends with ``/``).
+    """
+    out: dict[str, Any] = {}
+    for key, asset in assets.items():
+        located = {**asset, "href": resolve(str(asset["href"]), base)}
+        if XARRAY_OPEN_KWARGS in asset and spec.protocol == "s3":
+            options = {k: v for k, v in storage_options(spec).items() if k not in ("key", "secret")}
+            located[XARRAY_OPEN_KWARGS] = {
+                **asset[XARRAY_OPEN_KWARGS],
+                "storage_options": options,
+            }
+        out[key] = located
     return out
 
 

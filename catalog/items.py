@@ -8,8 +8,9 @@ minutes that per-Item dictionaries take. The tests check the layout against the 
 
 Properties of an Item (all of them also queryable, see :mod:`catalog.queryables`): ``datetime``
 (S2 sensing time), ``start_datetime``/``end_datetime`` (spanning S1 and S2), ``platform``,
-``constellation``, ``instruments``, ``gsd``, ``proj:code``/``proj:shape``/``proj:transform``/
-``proj:bbox`` (the 10 m grid), the SAR fields, ``ml-aoi:split``, and the BigEarthNet fields
+``constellation``, ``instruments``, ``gsd``, ``proj:code``/``proj:epsg``/``proj:shape``/
+``proj:transform``/``proj:bbox`` (the 10 m grid; every asset has its own ``proj:shape`` and
+``proj:transform`` at its resolution), the SAR fields, ``ml-aoi:split``, and the BigEarthNet fields
 ``split``, ``labels``, ``country``, ``season``, ``tile``, ``grid:code``, ``s1_name``,
 ``s1_platform``, ``s2v1_name``, ``sample_index``, ``shard``, the snow/cloud flags and the counts
 of BigEarthNet.txt rows per type (``annotations_binary`` ...).
@@ -265,6 +266,7 @@ def items_table(
     constant("instruments", ["msi"])
     constant("gsd", 10.0)
     columns["proj:code"] = _concat("EPSG:", pc.cast(t["epsg"], pa.string())).combine_chunks()
+    columns["proj:epsg"] = t["epsg"].cast(pa.int64()).combine_chunks()  # for stackstac, odc-stac
     constant("proj:shape", [120, 120])
     columns["proj:transform"] = sources["proj:transform"]
     columns["proj:bbox"] = _lists(utm_bbox)

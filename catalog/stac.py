@@ -17,7 +17,16 @@ CATALOG_ID: Final = "bigearthnet-lake"
 
 EXT_EO: Final = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 EXT_RASTER: Final = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
-EXT_PROJECTION: Final = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+#: Projection v1.2.0, not v2.0.0: v1.2.0 defines both ``proj:code`` (the current field) and
+#: ``proj:epsg`` (deprecated, but the only CRS field stackstac 0.5.1 reads, and the one odc-stac
+#: and GDAL's STAC readers fall back to), while v2.0.0 forbids any ``proj:*`` field it does not
+#: define (``additionalProperties: false``), so an Item carrying both would not validate against
+#: it. pystac's migration (``Item.from_dict(..., migrate=True)``, the default of
+#: ``pystac_client``'s ``items()``/``item_collection()``) rewrites v1 Items to v2 and drops
+#: ``proj:epsg`` (pystac's ``ProjectionExtensionHooks.migrate``; stackstac issue #262): read the
+#: Items as dicts (``items_as_dicts()``, :func:`catalog.search`, which builds its Items with
+#: ``migrate=False``) when stackstac must find the CRS, or pass it ``epsg=``.
+EXT_PROJECTION: Final = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
 EXT_SAR: Final = "https://stac-extensions.github.io/sar/v1.3.0/schema.json"
 EXT_FILE: Final = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
 EXT_ML_AOI: Final = "https://stac-extensions.github.io/ml-aoi/v0.2.0/schema.json"

@@ -7,18 +7,20 @@ is a convenience over them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from lake.bigearthnet import ARRAYS
+from lake.bigearthnet import ARRAYS, CLASSES_SORTED
 from lake.config import StoreSpec, as_spec
 from lake.documents import Manifest, RootDocument
-from lake.errors import IntegrityError, LayoutError, PatchNotFound
+from lake.errors import ConfigError, IntegrityError, LayoutError, PatchNotFound
 from lake.layout import ROOT_DOCUMENT, annotations_table_path, patches_table_path
 from lake.patchstore import array_of, checked_store, open_group
 from lake.release import read_manifest, read_root, resolve_release
@@ -27,6 +29,11 @@ from lake.storage import filesystem
 if TYPE_CHECKING:
     import xarray as xr
     import zarr
+
+#: How :meth:`Release.to_xarray` chunks (see there).
+Chunks = Literal["shard"] | int | Mapping[str, Any] | None
+#: Columns of the ``patches`` table that become coordinates along ``sample``.
+COORD_COLUMNS = ("split", "country", "season", "tile", "epsg", "s2_datetime", "s1_datetime")
 
 
 @dataclass(frozen=True)
@@ -129,17 +136,102 @@ class Release:
         out["metadata"] = row[0] if row else {"patch_id": patch_id}
         return out
 
-    def to_xarray(self, chunks: Any = None) -> xr.Dataset:
-        """The whole group as an :class:`xarray.Dataset` (lazy, dask-backed when ``chunks``).
+    @property
+    def samples_per_shard(self) -> int:
+        """Pairs per shard object (the same for every array of the group)."""
+        shards = array_of(self.group, ARRAYS[0].name).shards
+        return int(shards[0]) if shards else 1
 
-        Every chunk read is checked: a damaged one raises
+    def to_xarray(self, chunks: Chunks = "shard", *, metadata: bool = True) -> xr.Dataset:
+        """The whole group as an :class:`xarray.Dataset`, lazily, indexed by ``patch_id``.
+
+        The dimension stays ``sample`` (the storage order); ``patch_id`` is a coordinate along
+        it with a pandas index, so ``ds.sel(patch_id=...)`` picks pairs by name (the names come
+        from the ``patches`` table, the ``sample_index`` mapping :meth:`patch` uses). With
+        ``metadata``, the ``patches`` table's per-pair columns are coordinates along ``sample``
+        too (``split``, ``country``, ``season``, ``tile``, ``epsg``, ``s2_datetime``,
+        ``s1_datetime``) and ``labels`` is a multi-hot ``(sample, label)`` coordinate over the
+        19 classes. Every chunk read is checked: a damaged one raises
         :class:`~lake.errors.IntegrityError` (naming the array, shard object and sample) when
         the values are loaded.
+
+        Args:
+            chunks: ``"shard"`` (the default): dask chunks of one shard object along
+                ``sample``, so each task reads one object per array and decodes its chunks
+                together (the four band means of ``s2_10m`` over 300 pairs: 0.16 s, against
+                0.59 s with one-sample chunks; ``benchmarks/xarray_chunks.py --pairs 300``);
+                an int: that many samples per dask chunk (a multiple of
+                :attr:`samples_per_shard` keeps shards whole; xarray warns otherwise); a
+                mapping: xarray's ``chunks`` (``{}``: the stored one-sample chunks); None: lazy
+                arrays without dask.
+            metadata: Add the table columns as coordinates (one read of the table).
+
+        Raises:
+            ConfigError: ``chunks`` is not one of the above.
+            LayoutError: The table's ``sample_index`` does not cover the group's samples.
         """
         import xarray as xr
 
         store = checked_store(self.spec, self.name)
-        return xr.open_zarr(store, consolidated=False, chunks=chunks, zarr_format=3)
+        ds = xr.open_zarr(
+            store, consolidated=False, chunks=self._xarray_chunks(chunks), zarr_format=3
+        )
+        columns = ["patch_id", "sample_index"]
+        if metadata:
+            columns += [c for c in (*COORD_COLUMNS, "labels") if c in self._table_columns()]
+        table = self.patches(columns=columns).sort_by("sample_index")
+        order = np.asarray(table["sample_index"].to_numpy(zero_copy_only=False))
+        if not np.array_equal(order, np.arange(ds.sizes["sample"])):
+            raise LayoutError(
+                f"release {self.name!r} of {self.spec.url}: the patches table's sample_index "
+                f"does not number the group's {ds.sizes['sample']} samples 0..n-1; verify the "
+                "release with `lake pipeline verify`"
+            )
+        coords: dict[str, Any] = {
+            "patch_id": ("sample", table["patch_id"].to_numpy(zero_copy_only=False))
+        }
+        for name in columns[2:]:
+            if name == "labels":
+                coords["labels"] = (("sample", "label"), multi_hot(table["labels"]))
+                coords["label"] = ("label", np.array(CLASSES_SORTED))
+            else:
+                coords[name] = ("sample", table[name].to_numpy(zero_copy_only=False))
+        ds = ds.drop_vars("patch_id").assign_coords(coords).set_coords("s1_name")
+        return ds.set_xindex("patch_id")
+
+    def _table_columns(self) -> list[str]:
+        return list(self._dataset(patches_table_path(self.name)).schema.names)
+
+    def _xarray_chunks(self, chunks: Chunks) -> Any:
+        if chunks is None or isinstance(chunks, Mapping):
+            return chunks
+        if chunks == "shard":
+            return {"sample": self.samples_per_shard}
+        if isinstance(chunks, int) and not isinstance(chunks, bool) and chunks > 0:
+            return {"sample": chunks}
+        raise ConfigError(
+            f"to_xarray(chunks={chunks!r}): use 'shard' (one shard object per dask chunk), a "
+            "positive number of samples, a mapping of xarray chunks, or None (no dask)"
+        )
+
+
+def multi_hot(labels: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A list column of class names as an ``(n, 19)`` bool array over :data:`CLASSES_SORTED`.
+
+    Raises:
+        LayoutError: A name is not one of the 19 classes.
+    """
+    column = labels.combine_chunks() if isinstance(labels, pa.ChunkedArray) else labels
+    n = len(column)
+    flat = pc.list_flatten(column)
+    rows = np.asarray(pc.list_parent_indices(column).to_numpy(zero_copy_only=False))
+    where = pc.index_in(flat, value_set=pa.array(CLASSES_SORTED))
+    if where.null_count:
+        bad = pc.filter(flat, pc.is_null(where)).to_pylist()[:3]
+        raise LayoutError(f"labels {bad} are not BigEarthNet v2.0 classes")
+    out = np.zeros((n, len(CLASSES_SORTED)), dtype=bool)
+    out[rows, np.asarray(where.to_numpy(zero_copy_only=False))] = True
+    return out
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ def test_items_follow_the_patches_table(lake_spec: StoreSpec, all_items: list) -
         assert p["start_datetime"] == min(s1, s2).strftime("%Y-%m-%dT%H:%M:%SZ")
         assert p["end_datetime"] == max(s1, s2).strftime("%Y-%m-%dT%H:%M:%SZ")
         assert p["proj:code"] == f"EPSG:{row['epsg']}" and p["proj:code"].startswith("EPSG:326")
+        assert p["proj:epsg"] == row["epsg"]  # beside proj:code, for stackstac and odc-stac
         assert p["proj:transform"] == row["transform"] and p["proj:shape"] == [120, 120]
         for key in ("labels", "split", "country", "season", "tile", "s1_name", "sample_index"):
             assert p[key] == row[key], key
