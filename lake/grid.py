@@ -1,9 +1,33 @@
 """Georeferencing of BigEarthNet patches: the UTM zone of the tile and the 1200 m patch grid.
 
 A patch's upper-left corner is ``(tile x_min + 1200 x, tile y_max - 1200 y)``, where
-``(x_min, y_max)`` is the upper-left corner of the 109.8 km Sentinel-2 tile, which is the
-upper-left corner of its 100 km MGRS square. We compute the square from its letters (standard
-MGRS lettering, WGS 84) instead of a lookup table, so every tile of the grid works.
+``(x_min, y_max)`` is the upper-left corner of the 109.8 km Sentinel-2 tile.
+
+The rule for that corner: a Sentinel-2 tile is its 100 km MGRS square (computed from the
+letters, standard MGRS lettering, WGS 84, so every tile of the grid works) widened outwards to
+the 60 m lattice of UTM coordinates, so that the 10, 20 and 60 m rasters of the tile share one
+corner. The west edge is rounded down and the north edge up to a multiple of 60 m::
+
+    x_min = 60 * floor(square west easting / 60)     # 500000 -> 499980, 400000 -> 399960
+    y_max = 60 * ceil(square north northing / 60)    # 5800000 -> 5800020, 4400000 -> 4400040
+
+So the corner equals the MGRS square's only where both are multiples of 60 m (33UUP: 300000,
+5400000); elsewhere it lies 20 or 40 m west and/or north of it, and so does every BigEarthNet
+patch of the tile. (In the southern hemisphere the lattice counts from the equator, not from the
+false northing: 40KED has y_max 7900000; this module handles the northern hemisphere only.)
+
+Evidence (the northern-hemisphere items are checked by ``tests/lake/test_grid_origins.py``):
+
+* The real BigEarthNet v2.0 sample patches of 33UUP (``../shared/data/bigearthnet-v2/sample``):
+  UL (390000, 5348400) for x=75, y=43 on the tile corner (300000, 5400000).
+* A BigEarthNet v1 ``_labels_metadata.json`` quoted in public code (tile_source
+  ``S2A_MSIL1C_20171221T112501_N0206_R037_T29SND``, EPSG:32629): ulx 540780, uly 4312440, which
+  is patch (34, 73) of the corner (499980, 4400040) and on no 1200 m grid from (500000, 4400000).
+* ESA's Sentinel-2 tiling grid KML as quoted in SAR-ARD/s1ard issue 38: 33XVP is
+  ``POLYGON ((399960 9400020, ..., 509760 9290220, ...))`` where the MGRS square is
+  (400000, 9400000).
+* An Earth Search item of 40KED (southern hemisphere) quoted in public code: ``proj:transform``
+  ``[10, 0, 499980, 0, -10, 7900000]``: x on the lattice, y counted from the equator.
 """
 
 from __future__ import annotations
@@ -18,6 +42,8 @@ from lake.errors import BadInput
 
 PATCH_METRES = 1200
 TILE_METRES = 109_800
+#: Sentinel-2 tile corners lie on this lattice of UTM metres (the coarsest band's pixel size).
+ORIGIN_LATTICE_METRES = 60
 _LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # MGRS letters: no I, no O
 _ROW_LETTERS = "ABCDEFGHJKLMNPQRSTUV"
 _BANDS = "CDEFGHJKLMNPQRSTUVWX"  # latitude bands, 8 degrees each from 80 S (X is 12)
@@ -30,8 +56,8 @@ class TileGrid:
     Attributes:
         tile: The tile name (``33UUP``).
         epsg: EPSG code of its UTM zone (northern hemisphere: 326zz).
-        x_min: Easting of the tile's upper-left corner, in metres.
-        y_max: Northing of the tile's upper-left corner, in metres.
+        x_min: Easting of the tile's upper-left corner, in metres (a multiple of 60).
+        y_max: Northing of the tile's upper-left corner, in metres (a multiple of 60).
     """
 
     tile: str
@@ -81,7 +107,10 @@ def tile_grid(tile: str) -> TileGrid:
     northing = row_northing
     while northing + 100_000 <= band_min_northing - 50_000:
         northing += 2_000_000
-    return TileGrid(tile=tile, epsg=epsg, x_min=easting, y_max=northing + 100_000)
+    lattice = ORIGIN_LATTICE_METRES
+    x_min = (easting // lattice) * lattice  # west edge rounded down (west)
+    y_max = -((-(northing + 100_000)) // lattice) * lattice  # north edge rounded up (north)
+    return TileGrid(tile=tile, epsg=epsg, x_min=x_min, y_max=y_max)
 
 
 @lru_cache(maxsize=64)
