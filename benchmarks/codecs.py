@@ -40,7 +40,7 @@ import rasterio
 import zarr
 from rasterio.io import MemoryFile
 from zarr.abc.codec import BytesBytesCodec
-from zarr.codecs import BloscCodec, BytesCodec, TransposeCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, TransposeCodec, ZstdCodec
 from zarr.codecs import numcodecs as znc
 from zarr.codecs.numcodecs._codecs import (
     _NumcodecsArrayBytesCodec,
@@ -336,7 +336,11 @@ def _sync_pair(codec: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
                 lambda x: np.ascontiguousarray(x.transpose(inverse)))  # fmt: skip
     if isinstance(codec, BytesCodec):
         return (lambda x: x.tobytes(), lambda b: b)  # reshape is done by the caller
-    if isinstance(codec, ZstdCodec):
+    if isinstance(codec, Crc32cCodec):  # layout 2 ends every chunk with one
+        from numcodecs import CRC32C
+
+        nc = CRC32C()
+    elif isinstance(codec, ZstdCodec):
         nc = codec._zstd_codec
     elif isinstance(codec, BloscCodec):
         nc = codec._blosc_codec
