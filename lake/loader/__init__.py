@@ -8,6 +8,11 @@ What to read (selection, modalities, split, task, order) are :class:`LakeDataset
 how to read it (requests in flight, threads, byte ranges, retries, cache) is one
 :class:`ReadOptions` value passed as ``read=``.
 
+For vision-language models the dataset also mixes text tasks (``tasks=``), groups a pair's rows
+into one ``conversation`` (``group="pair"``), decodes each pair once per run however many rows
+use it, delivers uint8 ``rgb`` / ``s1_rgb`` composites at model sizes (``image_size=``) and
+augments rasters, boxes and text consistently (``augment=``).
+
 Example:
     >>> from lake.loader import LakeDataLoader, LakeDataset, ReadOptions
     >>> ds = LakeDataset(
@@ -32,6 +37,7 @@ _LAZY = {
     "collate_caption": "lake.loader.collate",
     "collate_vqa": "lake.loader.collate",
     "collate_refexp": "lake.loader.collate",
+    "collate_conversation": "lake.loader.collate",
 }
 
 

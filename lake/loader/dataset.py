@@ -14,10 +14,10 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import numpy as np
 import torch
@@ -25,11 +25,18 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lake.bigearthnet import BAND_STATS
 from lake.config import StoreSpec, as_spec
-from lake.errors import ConfigError, ShardReadError
+from lake.errors import ConfigError, LayoutError, ShardReadError
 from lake.loader import order
+from lake.loader.augmentation import (
+    Augment,
+    augment_arrays,
+    augment_meta,
+    item_transforms,
+    resolve_augment,
+)
 from lake.loader.cache import ShardCache
-from lake.loader.collate import Batch, Sample, collate_fn
-from lake.loader.decode import RASTERS, BlockDecoder, DecodeSpec, Resample
+from lake.loader.collate import COLLATE, Batch, Sample, collate_fn, collate_samples
+from lake.loader.decode import COMPOSITES, RASTERS, BlockDecoder, DecodeSpec, Resample
 from lake.loader.fetch import ShardReader, group_needs, read_layouts
 from lake.loader.items import (
     TASKS,
@@ -42,13 +49,28 @@ from lake.loader.items import (
 )
 from lake.loader.options import ReadOptions
 from lake.loader.order import Equalize
-from lake.loader.stats import Normalize, resolve_stats
+from lake.loader.samplecache import RunCache
+from lake.loader.stats import Normalize, lake_band_stats, resolve_stats
+from lake.loader.text import (
+    Group,
+    TaskMix,
+    mix_items,
+    mix_length,
+    pair_rows,
+    resolve_tasks,
+    row_meta,
+)
+from lake.vlm.composite import FIXED_STRETCH, Stretch, stretch_from_stats
+from lake.vlm.rows import TextTask
 
 log = logging.getLogger("lake.loader")
 
-Modality = Literal["s2_10m", "s2_20m", "s2_60m", "s1", "reference_map", "labels"]
+Modality = Literal["s2_10m", "s2_20m", "s2_60m", "s1", "reference_map", "labels", "rgb", "s1_rgb"]
 DEFAULT_MODALITIES: Final[tuple[Modality, ...]] = ("s2_10m", "s2_20m", "s1", "labels")
-MODALITIES: Final = (*RASTERS, "labels")
+MODALITIES: Final = (*RASTERS, "labels", *COMPOSITES)
+#: How ``rgb`` is stretched: a fixed reflectance range, or from the lake's band statistics.
+RgbStretch = Literal["fixed", "lake"]
+RGB_STRETCHES: Final = ("fixed", "lake")
 #: The keywords of :class:`ReadOptions` (given to ``LakeDataset`` itself, they are refused).
 _READ_FIELDS: Final = frozenset(f.name for f in fields(ReadOptions))
 #: Positions decoded together when samples are yielded one by one.
@@ -110,6 +132,22 @@ class LakeDataset(IterableDataset[Any]):
     ``type``, ``category`` and, for ``vqa``, ``options``/``answer_index``/``answer_bool``, for
     ``refexp``, ``box`` (0..1) and ``box_pixels``. See :mod:`lake.loader.collate`.
 
+    For vision-language models:
+
+    * ``tasks=`` mixes text tasks (a list: all their rows; a mapping ``task -> weight``: rows
+      of each task in those shares per epoch, seeded, constant epoch length), ``categories=``
+      and ``types=`` filter the rows (:mod:`lake.loader.text`);
+    * ``group="pair"`` delivers one sample per pair whose ``conversation`` is the list of its
+      rows (:class:`lake.vlm.rows.TextRow` dicts, by ``ID``); order, resume and DDP lengths
+      work on pairs then;
+    * a pair used by several rows is fetched and decoded once per run of the order
+      (:mod:`lake.loader.samplecache`; :attr:`decoded_samples` counts decodes);
+    * modalities ``rgb`` and ``s1_rgb`` are uint8 ``(3, S, S)`` composites (``S =
+      image_size``, default the native 120) beside the float multispectral arrays (which keep
+      ``resample_to``); ``box_pixels`` is then in the grid of the ``rgb`` image;
+    * ``augment=`` flips / rotates rasters, boxes, points and direction words together
+      (:mod:`lake.loader.augmentation`); the sample names its ``transform``.
+
     Use it with ``DataLoader(ds, batch_size=B, num_workers=W, collate_fn=collate_fn(task))`` and
     call :meth:`set_epoch` each epoch; for exact mid-epoch resume with worker processes use
     :class:`LakeDataLoader`, which counts what it delivered.
@@ -123,8 +161,10 @@ class LakeDataset(IterableDataset[Any]):
         select: None (everything), a SQL query (needs :mod:`lake.sql`), patch ids, annotation
             IDs (text tasks), or a STAC search result (ItemCollection, Items, item ids).
         modalities: Any of ``s2_10m``, ``s2_20m``, ``s2_60m``, ``s1``, ``reference_map``,
-            ``labels``.
-        resample_to: Common side in pixels for every raster (None: native sizes).
+            ``labels``, and the uint8 composites ``rgb`` (B04, B03, B02 of ``s2_10m``) and
+            ``s1_rgb`` (S1 false colour), ``(3, S, S)`` each (see ``image_size``).
+        resample_to: Common side in pixels for every multispectral raster and the reference
+            map (None: native sizes); not for ``rgb`` / ``s1_rgb``.
         resample: ``nearest`` or ``bilinear`` (the reference map is always nearest).
         normalize: Normalise rasters with per-band mean/std: False (off), True or
             ``"official"`` (the reference loaders' train-split statistics), ``"lake"`` (the
@@ -134,6 +174,24 @@ class LakeDataset(IterableDataset[Any]):
         shuffle: Seeded shuffle (shard order, then inside windows of shards).
         seed: The seed; the order is a pure function of (seed, epoch, rank, world size).
         task: ``labels``, ``caption``, ``vqa`` or ``refexp``.
+        tasks: Several text tasks instead of ``task``: a list (all their rows) or a mapping
+            ``task -> weight`` (a seeded mix per epoch; its length is set by the scarcest task
+            relative to its weight, no row repeats within an epoch; see
+            :mod:`lake.loader.text`).
+        group: ``row`` (a sample per annotation row) or ``pair`` (a sample per pair with its
+            rows as ``conversation``; text tasks only, no weights).
+        categories: Keep only annotation rows of these categories (None: all).
+        types: Keep only annotation rows of these types (``binary``, ``mcq``, ``bounding
+            box``, ``captioning``; None: all of the tasks).
+        image_size: Side of the ``rgb`` / ``s1_rgb`` composites (224, 336, 448, any size;
+            None: 120), resized bilinearly with antialiasing; ``resample_to`` does not apply
+            to them.
+        rgb_stretch: ``fixed`` (the documented reflectance range
+            :data:`lake.vlm.composite.FIXED_STRETCH`, the same for every lake) or ``lake``
+            (from the release's band statistics, ``lake pipeline stats``).
+        augment: False (default), True / ``"all"`` (the 8 flips and rotations), ``"flips"``
+            or ``"rotations"``: one transform per delivered sample, applied to every raster,
+            the box and the text (:mod:`lake.loader.augmentation`).
         label_order: ``sorted`` (default) or ``original`` class order of the multi-hot.
         release: Release name (the current one when None); pinned at construction.
         shuffle_buffer_shards: Shards per shuffle window (memory: about this many shards). Part
@@ -166,10 +224,17 @@ class LakeDataset(IterableDataset[Any]):
         split: Split | None = None,
         release: str | None = None,
         task: Task = "labels",
+        tasks: Sequence[TextTask] | Mapping[TextTask, float] | None = None,
+        group: Group = "row",
+        categories: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
         label_order: LabelOrder = "sorted",
         resample_to: int | None = None,
         resample: Resample = "nearest",
         normalize: Normalize = False,
+        image_size: int | None = None,
+        rgb_stretch: RgbStretch = "fixed",
+        augment: Augment = False,
         shuffle: bool = True,
         seed: int = 0,
         shuffle_buffer_shards: int = 4,
@@ -209,11 +274,25 @@ class LakeDataset(IterableDataset[Any]):
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch_size={batch_size}: must be at least 1")
         order.rank_length(1, 1, equalize)  # validates equalize
+        self.mix: TaskMix = resolve_tasks(task, tasks, group)
+        self.group = group
+        self.augment = resolve_augment(augment)
+        if rgb_stretch not in RGB_STRETCHES:
+            raise ConfigError(f"rgb_stretch={rgb_stretch!r}: use 'fixed' or 'lake'")
         self.spec = as_spec(url_or_spec, **s3)
         rel = open_lake(self.spec).release(release)
         self.release = rel.name
-        self.task = task
+        #: The task, or ``mixed`` for several text tasks (``tasks=``).
+        self.task: Task | Literal["mixed"] = task
+        if tasks is not None:
+            self.task = "mixed" if len(self.mix.tasks) > 1 else cast(Task, self.mix.tasks[0])
         self.modalities = tuple(dict.fromkeys(modalities))
+        composites = tuple(m for m in self.modalities if m in COMPOSITES)
+        if image_size is not None and not composites:
+            raise ConfigError(
+                f"image_size={image_size}: it sizes the 'rgb' / 's1_rgb' modalities, which "
+                "are not requested; add one, or use resample_to= for the multispectral arrays"
+            )
         stats = resolve_stats(normalize, self.spec, rel.name)
         self.decode_spec = DecodeSpec(
             arrays=tuple(m for m in self.modalities if m in RASTERS),
@@ -223,7 +302,13 @@ class LakeDataset(IterableDataset[Any]):
             stats=()
             if stats is None or stats is BAND_STATS
             else tuple((b, float(m), float(sd)) for b, (m, sd) in sorted(stats.items())),
+            composites=composites,
+            image_size=image_size,
+            stretch=_stretch(rgb_stretch, self.spec, rel.name)
+            if "rgb" in composites
+            else FIXED_STRETCH,
         )
+        self.rgb_stretch = rgb_stretch
         self.shuffle = shuffle
         self.seed = seed
         self.shuffle_buffer_shards = shuffle_buffer_shards
@@ -233,18 +318,34 @@ class LakeDataset(IterableDataset[Any]):
         self.read = read
         self.cache = read.shard_cache()
         selection = resolve_selection(select, self.spec, self.release)
+        self.categories = None if categories is None else _names("categories", categories)
+        self.types = None if types is None else _names("types", types)
         self.items: Items = load_items(
-            rel, task, split=split, selection=selection, label_order=label_order
+            rel,
+            self.task,
+            split=split,
+            selection=selection,
+            label_order=label_order,
+            tasks=None if tasks is None else self.mix.tasks,
+            group=group,
+            categories=self.categories,
+            types=self.types,
         )
-        names = set(self.decode_spec.arrays) | {"s2_10m"}
+        self.epoch_length = (
+            mix_length(self.items.row_task, self.mix)
+            if self.items.row_task is not None
+            else len(self.items)
+        )
+        names = set(self.decode_spec.sources) | {"s2_10m"}
         self.layouts = read_layouts(self.spec, self.release, sorted(names))
         self.samples_per_shard = self.layouts["s2_10m"].samples_per_shard
-        self.layouts = {n: lay for n, lay in self.layouts.items() if n in self.decode_spec.arrays}
+        self.layouts = {n: lay for n, lay in self.layouts.items() if n in self.decode_spec.sources}
         self._explicit_rank = rank is not None or world_size is not None
         self.rank, self.world_size = _rank_world(rank, world_size)
         self.epoch = 0
         self._consumed = 0
         self._errors = _Counter()
+        self._decoded = _Counter()
         self._runtime: _Runtime | None = None
         self._spool: ShardCache | None = None  # see sharing_reads()
 
@@ -253,7 +354,7 @@ class LakeDataset(IterableDataset[Any]):
     @property
     def rank_length(self) -> int:
         """Samples (positions) this rank delivers per epoch (the same on every rank)."""
-        return order.rank_length(len(self.items), self.world_size, self.equalize)
+        return order.rank_length(self.epoch_length, self.world_size, self.equalize)
 
     def __len__(self) -> int:
         """Samples per epoch of this rank, or batches when ``batch_size`` is set."""
@@ -265,6 +366,22 @@ class LakeDataset(IterableDataset[Any]):
     def errors(self) -> int:
         """Samples skipped because they could not be read (``skip_errors=True``), all workers."""
         return self._errors.value
+
+    @property
+    def decoded_samples(self) -> int:
+        """Pairs decoded so far (all arrays of one pair count once), all workers together.
+
+        With the per-run cache (``ReadOptions.decode_cache_bytes > 0``) a pair is decoded once
+        per run of the order however many of its rows the run delivers.
+        """
+        return self._decoded.value
+
+    def epoch_items(self, epoch: int | None = None) -> np.ndarray:
+        """The items (numbers in :attr:`items`) of an epoch, ascending: all, or a task mix's."""
+        if self.items.row_task is None or self.mix.weights is None:
+            return np.arange(len(self.items), dtype=np.int64)
+        e = self.epoch if epoch is None else epoch
+        return mix_items(self.items.row_task, self.mix, seed=self.seed, epoch=e)
 
     def set_epoch(self, epoch: int) -> None:
         """Use the order of ``epoch``; starts it from its beginning unless it is the one resumed."""
@@ -278,13 +395,17 @@ class LakeDataset(IterableDataset[Any]):
 
     def sequence(self, epoch: int | None = None) -> order.RankSequence:
         """This rank's sequence of an epoch (items in delivery order)."""
+        e = self.epoch if epoch is None else epoch
+        chosen = self.epoch_items(e)
         full = order.epoch_order(
-            self.items.samples // self.samples_per_shard,
+            self.items.samples[chosen] // self.samples_per_shard,
             seed=self.seed,
-            epoch=self.epoch if epoch is None else epoch,
+            epoch=e,
             shuffle=self.shuffle,
             buffer_shards=self.shuffle_buffer_shards,
         )
+        if len(chosen) != len(self.items):
+            full = order.EpochOrder(items=chosen[full.items], windows=full.windows)
         return order.rank_sequence(
             full,
             rank=self.rank,
@@ -342,7 +463,8 @@ class LakeDataset(IterableDataset[Any]):
             "version": _STATE_VERSION,
             "release": self.release,
             "task": self.task,
-            "n_items": len(self.items),
+            "n_items": self.epoch_length,
+            **self._shape_state(),
             "seed": self.seed,
             "shuffle": self.shuffle,
             "shuffle_buffer_shards": self.shuffle_buffer_shards,
@@ -358,7 +480,9 @@ class LakeDataset(IterableDataset[Any]):
         """Continue from a :meth:`state_dict`: the next sample is the one after the last consumed.
 
         The number of DataLoader workers may differ; everything that shapes the order (release,
-        task, selection size, seed, shuffle, rank and world size) must match.
+        task, text tasks and weights, group, filters, selection size, seed, shuffle, rank and
+        world size) must match. A state without the text fields (written before they existed)
+        is read as having their defaults.
 
         Raises:
             ConfigError: The state belongs to a different order (the message names the field).
@@ -366,7 +490,14 @@ class LakeDataset(IterableDataset[Any]):
         if state.get("version") != _STATE_VERSION:
             raise ConfigError(f"state version {state.get('version')!r} is not {_STATE_VERSION}")
         mine = self.state_dict()
+        defaults = {"tasks": [self.task], "weights": None, "group": "row"}
+        state = {**defaults, "categories": None, "types": None, **state}
         for key in (
+            "tasks",
+            "weights",
+            "group",
+            "categories",
+            "types",
             "release",
             "task",
             "n_items",
@@ -388,6 +519,16 @@ class LakeDataset(IterableDataset[Any]):
         self.epoch = int(state["epoch"])
         self._consumed = consumed
         self._errors.set(int(state.get("errors", 0)))
+
+    def _shape_state(self) -> dict[str, Any]:
+        """The text fields that shape the order (JSON values)."""
+        return {
+            "tasks": list(self.mix.tasks) if self.task != "labels" else ["labels"],
+            "weights": None if self.mix.weights is None else list(self.mix.weights),
+            "group": self.group,
+            "categories": None if self.categories is None else list(self.categories),
+            "types": None if self.types is None else list(self.types),
+        }
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -491,8 +632,10 @@ class LakeDataset(IterableDataset[Any]):
                 yield self._batch(pending, seq)
                 pending = []
             current, last = block_id, int(positions[-1]) + 1
-            keep = np.array([r not in bad for r in range(len(positions))], dtype=bool)
-            pending.append((positions[keep], {k: v[keep] for k, v in arrays.items()}))
+            if bad:
+                keep = np.array([r not in bad for r in range(len(positions))], dtype=bool)
+                positions, arrays = positions[keep], {k: v[keep] for k, v in arrays.items()}
+            pending.append((positions, arrays))
         if pending:
             if in_main:
                 self._consumed = last
@@ -503,8 +646,12 @@ class LakeDataset(IterableDataset[Any]):
     ) -> Batch:
         positions = np.concatenate([p for p, _ in parts])
         batch: Batch = {}
-        for name in self.decode_spec.arrays:
-            batch[name] = torch.from_numpy(np.concatenate([a[name] for _, a in parts]))
+        for name in self.decode_spec.outputs:
+            # One piece per block is the rule: its arrays are fresh, so no copy is needed.
+            values = parts[0][1][name] if len(parts) == 1 else None
+            if values is None:
+                values = np.concatenate([a[name] for _, a in parts])
+            batch[name] = torch.from_numpy(values)
         for key, values in self._meta(seq.items[positions]).items():
             if isinstance(values, np.ndarray):
                 batch[key] = torch.from_numpy(values)
@@ -523,6 +670,9 @@ class LakeDataset(IterableDataset[Any]):
         Fast start: the first piece does not wait for its whole run. Its own samples are fetched
         on their own (a few percent of each shard: byte ranges) while the run downloads, so the
         first batch of an epoch, or of a resumed one, comes after a small read, not a window.
+
+        Decode once: each run has a :class:`~lake.loader.samplecache.RunCache`, so a pair that
+        several positions of the run use (the rows of a text task) is decoded once.
         """
         if len(positions) == 0:
             return
@@ -551,13 +701,13 @@ class LakeDataset(IterableDataset[Any]):
             failed: dict[Any, Any] = {}
             ids = (group - start) // piece
             parts = np.split(group, np.flatnonzero(np.diff(ids)) + 1)
+            cache = self._run_cache(self.items.samples[seq.items[group]])
             if head is not None:
                 head_data, head_failed = head.result()
                 head = None
                 submit(0)  # the whole window, once the first piece's own read is done
-                arrays, problems = rt.decoder.decode(  # type: ignore[union-attr]
-                    self.items.samples[seq.items[parts[0]]], head_data, head_failed
-                )
+                assert rt is not None
+                arrays, problems = self._decode(rt, seq, parts[0], head_data, head_failed, cache)
                 yield parts[0], arrays, self._handle(problems)
                 del head_data, head_failed
                 parts = parts[1:]
@@ -567,13 +717,53 @@ class LakeDataset(IterableDataset[Any]):
                 fetches[j] = None
             submit(j + 1)
             for part in parts:
-                samples = self.items.samples[seq.items[part]]
                 if rt is None:
                     yield part, {}, set()
                     continue
-                arrays, problems = rt.decoder.decode(samples, data, failed)
+                arrays, problems = self._decode(rt, seq, part, data, failed, cache)
                 yield part, arrays, self._handle(problems)
-            del data, failed
+            del data, failed, cache
+
+    def _run_cache(self, uses: np.ndarray) -> RunCache | None:
+        """The decode cache of a run (None when ``decode_cache_bytes`` is 0 or nothing repeats)."""
+        if self.read.decode_cache_bytes == 0 or len(np.unique(uses)) == len(uses):
+            return None
+        return RunCache(uses, self.read.decode_cache_bytes)
+
+    def _decode(
+        self,
+        rt: _Runtime,
+        seq: order.RankSequence,
+        part: np.ndarray,
+        data: Any,
+        failed: Any,
+        cache: RunCache | None,
+    ) -> tuple[dict[str, np.ndarray], dict[int, ShardReadError]]:
+        """The arrays of the positions ``part`` (through the run's cache), augmented."""
+        samples = self.items.samples[seq.items[part]]
+
+        def decode(which: np.ndarray) -> tuple[dict[str, np.ndarray], dict[int, ShardReadError]]:
+            self._decoded.add(len(which))
+            return rt.decoder.decode(which, data, failed)
+
+        arrays, problems = decode(samples) if cache is None else cache.take(samples, decode)
+        if self.augment is not None:
+            augment_arrays(arrays, self._transforms(seq.items[part]))
+        return arrays, problems
+
+    def _transforms(self, item_ids: np.ndarray) -> list[Any]:
+        assert self.augment is not None
+        flips, rotations = self.augment
+        return item_transforms(
+            item_ids, seed=self.seed, epoch=self.epoch, flips=flips, rotations=rotations
+        )
+
+    @property
+    def box_size(self) -> int:
+        """The grid of ``box_pixels``: the ``rgb`` image's when delivered, else the rasters'."""
+        if "rgb" in self.decode_spec.composites:
+            return self.decode_spec.image_size or 120
+        return self.decode_spec.resample_to or 120
 
     def _handle(self, problems: dict[int, ShardReadError]) -> set[int]:
         if not problems:
@@ -600,34 +790,43 @@ class LakeDataset(IterableDataset[Any]):
         }
         if "labels" in self.modalities or self.task == "labels":
             out["labels"] = items.labels[item_ids].copy()
-        if self.task == "labels":
-            return out
-        out["id"] = table["ID"].to_numpy().astype(np.int64)
-        for key in ("input", "output", "type", "category"):
-            out[key] = table[key].to_pylist()
-        if self.task == "vqa":
-            out["options"] = [o or [] for o in table["options"].to_pylist()]
-            out["answer_index"] = np.array(
-                [-1 if v is None else v for v in table["answer_index"].to_pylist()], np.int64
-            )
-            out["answer_bool"] = np.array(
-                [-1 if v is None else int(v) for v in table["answer_bool"].to_pylist()], np.int64
-            )
-        if self.task == "refexp":
-            box = np.stack(
-                [
-                    table[c].to_numpy(zero_copy_only=False).astype(np.float32)
-                    for c in ("box_x1", "box_y1", "box_x2", "box_y2")
-                ],
-                axis=1,
-            )
-            out["box"] = box
-            out["box_pixels"] = box * np.float32(self.decode_spec.resample_to or 120)
+        if self.items.group == "pair":
+            assert items.rows is not None and items.offsets is not None
+            out["conversation"] = pair_rows(items.rows, items.offsets, item_ids)
+        elif self.task != "labels":
+            out.update(row_meta(table, self.items.tasks, self.box_size))
+        if self.augment is not None:
+            augment_meta(out, self._transforms(item_ids), self.box_size)
         return out
 
     def collate_fn(self) -> Any:
-        """The collate function of this dataset's task."""
-        return collate_fn(self.task)
+        """The collate function of this dataset's samples."""
+        return collate_fn(self.task) if self.task in COLLATE else collate_samples
+
+
+def _as_is(batch: Any) -> Any:
+    """The collate function of :class:`LakeDataLoader`: the dataset's batch, unchanged."""
+    return batch
+
+
+def _stretch(kind: str, spec: StoreSpec, release: str) -> Stretch:
+    """The ``rgb`` stretch of ``rgb_stretch=kind``."""
+    if kind == "fixed":
+        return FIXED_STRETCH
+    try:
+        stats = lake_band_stats(spec, release)
+    except LayoutError as exc:
+        raise ConfigError(
+            f"rgb_stretch='lake': {exc}; or use rgb_stretch='fixed' (a fixed reflectance range)"
+        ) from None
+    return stretch_from_stats(stats)
+
+
+def _names(what: str, values: Sequence[str]) -> tuple[str, ...]:
+    """A filter's values as a tuple of strings (a bare string is refused)."""
+    if isinstance(values, str) or not all(isinstance(v, str) for v in values):
+        raise ConfigError(f"{what}={values!r}: give a list of strings, e.g. [{values!r}]")
+    return tuple(values)
 
 
 def _element(values: Any, row: int) -> Any:
@@ -708,7 +907,8 @@ class LakeDataLoader(DataLoader[Any]):
         self.share_reads = share_reads
         self.spool_dir = os.fspath(spool_dir) if spool_dir is not None else None
         self.spool_bytes = spool_bytes
-        super().__init__(dataset, batch_size=None, **kwargs)
+        # The dataset's batches are tensors already: no default_convert walk over them.
+        super().__init__(dataset, batch_size=None, collate_fn=_as_is, **kwargs)
 
     def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
         ds = self.lake_dataset

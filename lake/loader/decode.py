@@ -9,6 +9,15 @@ GIL for most of the work) straight into preallocated arrays:
 * ``reference_map`` as int32 ``(n, size, size)`` CLC codes (never normalised; resampled with
   nearest neighbour whatever the mode).
 
+and, for vision-language models, uint8 composites computed from the raw values before any
+normalisation or resampling of the multispectral arrays:
+
+* ``rgb``: ``(n, 3, S, S)`` R, G, B from ``s2_10m``'s B04, B03, B02 with a stretch
+  (:func:`lake.vlm.composite.s2_rgb`), resized to ``image_size``
+  (:func:`lake.vlm.composite.resize`);
+* ``s1_rgb``: ``(n, 3, S, S)`` false colour of ``s1``
+  (:func:`lake.vlm.composite.s1_false_colour`), resized the same way.
+
 Resampling to a common ``size`` is separable: ``nearest`` takes the pixel whose centre is
 nearest (PyTorch's ``nearest-exact``), ``bilinear`` interpolates between pixel centres
 (PyTorch's ``bilinear`` with ``align_corners=False``, no antialiasing).
@@ -29,10 +38,13 @@ from lake.bigearthnet import ARRAYS_BY_NAME, BAND_STATS
 from lake.errors import ConfigError, IntegrityError, LayoutError, ShardReadError
 from lake.integrity import crc32c_ok
 from lake.loader.fetch import ArrayLayout, ShardData
+from lake.vlm.composite import FIXED_STRETCH, Stretch, resize, s1_false_colour, s2_rgb
 
 Resample = Literal["nearest", "bilinear"]
 RESAMPLE_MODES: Final = ("nearest", "bilinear")
 RASTERS: Final = ("s2_10m", "s2_20m", "s2_60m", "s1", "reference_map")
+#: uint8 composites for VLMs and the array each is computed from.
+COMPOSITES: Final = {"rgb": "s2_10m", "s1_rgb": "s1"}
 _BYTES_TO_BYTES: Final = {"zstd": "zstd", "blosc": "blosc", "gzip": "gzip"}
 
 
@@ -190,6 +202,9 @@ class DecodeSpec:
         resample: ``nearest`` or ``bilinear`` (the reference map is always nearest).
         normalize: Normalise rasters with per-band statistics.
         stats: ``(band, mean, std)`` to normalise with; empty: the official band statistics.
+        composites: uint8 composites to compute (``rgb``, ``s1_rgb``).
+        image_size: Side of the composites in pixels (None: the native 120).
+        stretch: The reflectance range of ``rgb``.
     """
 
     arrays: tuple[str, ...]
@@ -197,12 +212,30 @@ class DecodeSpec:
     resample: Resample = "nearest"
     normalize: bool = False
     stats: tuple[tuple[str, float, float], ...] = ()
+    composites: tuple[str, ...] = ()
+    image_size: int | None = None
+    stretch: Stretch = FIXED_STRETCH
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The arrays to decode: the requested ones and those the composites are made from."""
+        return tuple(dict.fromkeys((*self.arrays, *(COMPOSITES[c] for c in self.composites))))
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The arrays delivered: the requested rasters, then the composites."""
+        return (*self.arrays, *self.composites)
 
     def __post_init__(self) -> None:
         if self.resample not in RESAMPLE_MODES:
             raise ConfigError(f"resample={self.resample!r}: use one of {', '.join(RESAMPLE_MODES)}")
         if self.resample_to is not None and not 1 <= self.resample_to <= 1024:
             raise ConfigError(f"resample_to={self.resample_to}: use a size in 1..1024 pixels")
+        if self.image_size is not None and not 1 <= self.image_size <= 4096:
+            raise ConfigError(f"image_size={self.image_size}: use a size in 1..4096 pixels")
+        unknown = [c for c in self.composites if c not in COMPOSITES]
+        if unknown:
+            raise ConfigError(f"composites {unknown}: use {', '.join(COMPOSITES)}")
 
     def shape(self, layout: ArrayLayout) -> tuple[int, ...]:
         """Output shape of one sample of an array."""
@@ -223,9 +256,9 @@ class BlockDecoder:
     def __init__(
         self, layouts: Mapping[str, ArrayLayout], spec: DecodeSpec, threads: int = 2
     ) -> None:
-        self.layouts = {n: layouts[n] for n in spec.arrays}
+        self.layouts = {n: layouts[n] for n in spec.sources}
         self.spec = spec
-        self._decoders = {n: chunk_decoder(self.layouts[n]) for n in spec.arrays}
+        self._decoders = {n: chunk_decoder(self.layouts[n]) for n in spec.sources}
         self._threads = max(1, threads)
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="lake-decode")
 
@@ -255,11 +288,14 @@ class BlockDecoder:
         n = len(samples)
         out = {
             name: np.zeros(
-                (n, *self.spec.shape(lay)),
+                (n, *self.spec.shape(self.layouts[name])),
                 dtype=np.int32 if name == "reference_map" else np.float32,
             )
-            for name, lay in self.layouts.items()
+            for name in self.spec.arrays
         }
+        for comp in self.spec.composites:
+            side = self.spec.image_size or self.layouts[COMPOSITES[comp]].sample_shape[-1]
+            out[comp] = np.zeros((n, 3, side, side), dtype=np.uint8)
         problems: dict[int, ShardReadError] = {}
         if not self.layouts or n == 0:
             return out, problems
@@ -297,7 +333,12 @@ class BlockDecoder:
                 where = part.url if part is not None and part.url else f"shard {shard}"
                 try:
                     raw = data[key].chunks[local]
-                    out[name][row] = self._finish(name, self._decoders[name](raw))
+                    values = self._decoders[name](raw)
+                    if name in out:
+                        out[name][row] = self._finish(name, values)
+                    for comp in self.spec.composites:
+                        if COMPOSITES[comp] == name:
+                            out[comp][row] = self._composite(comp, values)
                 except IntegrityError:
                     problems[row] = IntegrityError(
                         f"array {name!r}, sample {sample}: the stored bytes fail their CRC32C "
@@ -314,6 +355,12 @@ class BlockDecoder:
                     )
                     break
         return problems
+
+    def _composite(self, comp: str, values: np.ndarray) -> np.ndarray:
+        """A uint8 ``(3, S, S)`` composite of one sample's raw values."""
+        image = s2_rgb(values, self.spec.stretch) if comp == "rgb" else s1_false_colour(values)
+        size = self.spec.image_size
+        return resize(image, size) if size and size != image.shape[-1] else image
 
     def _finish(self, name: str, values: np.ndarray) -> np.ndarray:
         spec = self.spec

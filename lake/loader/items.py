@@ -2,8 +2,9 @@
 
 An *item* is one delivered sample: a pair for ``task="labels"``, an annotation row of
 BigEarthNet.txt for ``caption`` (``captioning`` rows), ``vqa`` (``binary`` and ``mcq`` rows) and
-``refexp`` (``bounding box`` rows). Items are kept in storage order (by ``sample_index``), so the
-items of a shard are contiguous.
+``refexp`` (``bounding box`` rows), or of several text tasks at once (``tasks=``). With
+``group="pair"`` an item is a pair holding its selected rows (:mod:`lake.loader.text`). Items are
+kept in storage order (by ``sample_index``, then ``ID``), so the items of a shard are contiguous.
 
 A selection is a SQL query (run by :func:`lake.sql.selection` when that module is there), a list
 of patch ids, a list of annotation ``ID`` values (text tasks), or a STAC search result (a pystac
@@ -14,7 +15,7 @@ item ids are patch ids.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -24,6 +25,21 @@ import pyarrow.compute as pc
 
 from lake.bigearthnet import CLASSES_ORIGINAL, CLASSES_SORTED, SPLITS, TEXT_SPLITS
 from lake.errors import ConfigError, PatchNotFound
+from lake.loader.text import ROW_COLUMNS, TASK_TYPES, filter_rows, task_of_types
+
+__all__ = [
+    "LABEL_ORDERS",
+    "TASKS",
+    "TASK_TYPES",
+    "TEXT_COLUMNS",
+    "Items",
+    "LabelOrder",
+    "Selection",
+    "Split",
+    "Task",
+    "load_items",
+    "resolve_selection",
+]
 
 if TYPE_CHECKING:
     from lake.reader import Release
@@ -35,12 +51,6 @@ LabelOrder = Literal["sorted", "original"]
 LABEL_ORDERS: Final = ("sorted", "original")
 #: A split of the pairs (``bench`` holds annotation rows of text tasks only).
 Split = Literal["train", "validation", "test", "bench"]
-#: The BigEarthNet.txt ``type`` values behind each text task.
-TASK_TYPES: Final = {
-    "caption": ("captioning",),
-    "vqa": ("binary", "mcq"),
-    "refexp": ("bounding box",),
-}
 #: Annotation columns each text task delivers (besides ``patch_id`` and ``sample_index``).
 TEXT_COLUMNS: Final = {
     "caption": ("ID", "input", "output", "type", "category"),
@@ -72,12 +82,24 @@ class Items:
         samples: Sample index of each item (position in the patch group).
         table: One row per item: ``patch_id`` and, for text tasks, the annotation columns.
         labels: ``(n, 19)`` float32 multi-hot labels of each item's pair.
+        tasks: The text tasks of the rows (empty for ``labels``).
+        row_task: For row items, the index in ``tasks`` of each item's task.
+        group: ``row`` or ``pair``.
+        rows: For pair items, every selected annotation row (the :data:`ROW_COLUMNS`), sorted
+            by ``sample_index`` then ``ID``; item ``i``'s rows are
+            ``rows[offsets[i]:offsets[i + 1]]``.
+        offsets: For pair items, ``n + 1`` row offsets into ``rows``.
     """
 
     task: str
     samples: np.ndarray
     table: pa.Table
     labels: np.ndarray
+    tasks: tuple[str, ...] = ()
+    row_task: np.ndarray | None = None
+    group: str = "row"
+    rows: pa.Table | None = None
+    offsets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -157,38 +179,86 @@ def _short(obj: Any) -> str:
 
 def load_items(
     release: Release,
-    task: Task,
+    task: Task | Literal["mixed"],
     *,
     split: Split | None = None,
     selection: Selection | None = None,
     label_order: LabelOrder = "sorted",
+    tasks: tuple[str, ...] | None = None,
+    group: str = "row",
+    categories: Sequence[str] | None = None,
+    types: Sequence[str] | None = None,
 ) -> Items:
     """Read the items of a task from the release's tables.
 
+    Args:
+        release: The release.
+        task: ``labels`` or a text task (the name; ``tasks`` gives the text tasks when set).
+        split: The split (None: all).
+        selection: Patch ids or annotation IDs.
+        label_order: Class order of the multi-hot labels.
+        tasks: The text tasks whose rows are items (default: ``(task,)`` for a text task).
+        group: ``row`` (an item per annotation row) or ``pair`` (an item per pair, its rows in
+            :attr:`Items.rows`).
+        categories: Keep only rows of these categories (None: all).
+        types: Keep only rows of these types (None: all of the tasks).
+
     Raises:
-        ConfigError: Unknown task, split or label order, or a selection kind the task cannot use.
+        ConfigError: Unknown task, split, label order, category or type, a selection kind the
+            task cannot use, or nothing left to load.
         PatchNotFound: Selected patch ids or annotation IDs are not in the release.
     """
-    if task not in TASKS:
+    if task not in TASKS and task != "mixed":
         raise ConfigError(f"task={task!r}: use one of {', '.join(TASKS)}")
     if label_order not in LABEL_ORDERS:
         raise ConfigError(f"label_order={label_order!r}: use 'sorted' or 'original'")
     order = CLASSES_SORTED if label_order == "sorted" else CLASSES_ORIGINAL
     patches = release.patches(columns=["patch_id", "sample_index", "labels", "split"])
-    if task == "labels":
+    text = tasks if tasks is not None else (() if task == "labels" else (task,))
+    if not text:
+        if categories is not None or types is not None:
+            raise ConfigError(
+                "categories= and types= filter annotation rows: give a text task "
+                "(task='vqa', tasks=[...])"
+            )
         table = _labels_items(patches, split, selection, release.name)
     else:
-        table = _text_items(release, task, split, selection)
+        table = _text_items(release, text, split, selection, categories, types)
     table = table.sort_by([("sample_index", "ascending"), ("_order", "ascending")])
     table = table.drop_columns(["_order"])
+    if len(table) == 0:
+        raise ConfigError(
+            f"nothing to load: task {task!r}, split {split!r}, the selection and the filters "
+            f"leave no {'pairs' if not text else 'annotation rows'} in release {release.name!r}"
+        )
+    if group == "pair":
+        return _pair_items(task, text, table, patches, order)
     labels = _multi_hot(patches, table["patch_id"], order)
     samples = table["sample_index"].to_numpy().astype(np.int64)
-    if len(samples) == 0:
-        raise ConfigError(
-            f"nothing to load: task {task!r}, split {split!r} and the selection leave no "
-            f"{'pairs' if task == 'labels' else 'annotation rows'} in release {release.name!r}"
-        )
-    return Items(task=task, samples=samples, table=table, labels=labels)
+    row_task = task_of_types(table["type"], text) if text else None
+    return Items(
+        task=task, samples=samples, table=table, labels=labels, tasks=text, row_task=row_task
+    )
+
+
+def _pair_items(
+    task: str, tasks: tuple[str, ...], rows: pa.Table, patches: pa.Table, order: tuple[str, ...]
+) -> Items:
+    """One item per pair of the (sorted) rows, with the offsets of its rows."""
+    sample_of_row = rows["sample_index"].to_numpy().astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, np.diff(sample_of_row) != 0])
+    offsets = np.r_[starts, len(sample_of_row)].astype(np.int64)
+    table = rows.select(["patch_id", "sample_index"]).take(pa.array(starts))
+    return Items(
+        task=task,
+        samples=sample_of_row[starts],
+        table=table,
+        labels=_multi_hot(patches, table["patch_id"], order),
+        tasks=tasks,
+        group="pair",
+        rows=rows,
+        offsets=offsets,
+    )
 
 
 def _check_split(split: str | None, allowed: tuple[str, ...]) -> None:
@@ -215,18 +285,23 @@ def _labels_items(
 
 
 def _text_items(
-    release: Release, task: str, split: str | None, selection: Selection | None
+    release: Release,
+    tasks: tuple[str, ...],
+    split: str | None,
+    selection: Selection | None,
+    categories: Sequence[str] | None,
+    types: Sequence[str] | None,
 ) -> pa.Table:
     _check_split(split, TEXT_SPLITS)
-    columns = ["patch_id", "sample_index", *TEXT_COLUMNS[task]]
+    columns = ["patch_id", "sample_index", *ROW_COLUMNS]
     table = release.annotations(split=split)
     if table.num_rows == 0:
         raise ConfigError(
-            f"task={task!r} needs BigEarthNet.txt annotations, but release {release.name!r} "
-            "has none: ingest a source with BigEarthNet.txt.parquet"
+            f"task={tasks[0] if len(tasks) == 1 else list(tasks)!r} needs BigEarthNet.txt "
+            f"annotations, but release {release.name!r} has none: ingest a source with "
+            "BigEarthNet.txt.parquet"
         )
-    table = table.select(columns)
-    table = table.filter(pc.is_in(table["type"], pa.array(TASK_TYPES[task])))
+    table = filter_rows(table.select(columns), tasks, categories, types)
     table = table.append_column("_order", table["ID"])
     if selection is not None:
         column = table["patch_id"] if selection.by == "patch_id" else table["ID"]

@@ -35,8 +35,16 @@ _AT_LEAST: Final = {
     "retry_delay": (0, True),
     "timeout": (0, False),
     "cache_bytes": (0, False),
+    "decode_cache_bytes": (0, True),
 }
-_INTEGERS: Final = ("max_in_flight", "decode_threads", "max_gap", "max_retries", "cache_bytes")
+_INTEGERS: Final = (
+    "max_in_flight",
+    "decode_threads",
+    "max_gap",
+    "max_retries",
+    "cache_bytes",
+    "decode_cache_bytes",
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,9 @@ class ReadOptions:
         cache_dir: A local folder caching whole shard objects for later epochs (None: no
             cache). Releases are immutable, so the cache never needs invalidating.
         cache_bytes: Size cap of that cache (least recently used objects are evicted).
+        decode_cache_bytes: Cap on the decoded arrays a process keeps within a run (a shuffle
+            window) so that a pair used by several annotation rows is decoded once
+            (:mod:`lake.loader.samplecache`). 0 turns it off: every row decodes its pair again.
 
     Raises:
         ConfigError: A value of the wrong type or out of range (the message names the field).
@@ -76,6 +87,7 @@ class ReadOptions:
     timeout: float = 60.0
     cache_dir: str | os.PathLike[str] | None = None
     cache_bytes: int = 20 * 2**30
+    decode_cache_bytes: int = 1 * 2**30
 
     def __post_init__(self) -> None:
         for field in fields(self):

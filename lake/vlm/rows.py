@@ -8,7 +8,7 @@ an int and the box as a 0..1 :data:`~lake.vlm.boxes.Box` (the convention of ``do
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final, TypedDict
+from typing import Final, Literal, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +16,15 @@ import pyarrow as pa
 from lake.errors import ConfigError
 from lake.vlm.boxes import Box
 
+#: The text tasks: ``caption`` (captioning rows), ``vqa`` (binary and mcq), ``refexp`` (boxes).
+TextTask = Literal["caption", "vqa", "refexp"]
+TEXT_TASKS: Final = ("caption", "vqa", "refexp")
+#: The BigEarthNet.txt ``type`` values behind each text task.
+TASK_TYPES: Final = {
+    "caption": ("captioning",),
+    "vqa": ("binary", "mcq"),
+    "refexp": ("bounding box",),
+}
 #: The columns :func:`rows_of` needs.
 REQUIRED_COLUMNS: Final = ("ID", "type", "category", "input", "output")
 #: The parsed columns it reads when present (absent ones take their "not this type" value).
