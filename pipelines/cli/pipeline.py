@@ -192,10 +192,54 @@ def export(
         Optional[str],  # noqa: UP045
         typer.Option("--ids", help="STAC search: comma-separated patch ids."),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="lake | webdataset")] = "lake",
+    fmt: Annotated[str, typer.Option("--format", help="lake | webdataset | llava | hf")] = "lake",
     per_shard: Annotated[
-        int, typer.Option("--per-shard", min=1, help="Pairs per shard (Zarr shard or tar).")
+        int,
+        typer.Option(
+            "--per-shard", min=1, help="Pairs per shard (Zarr shard, tar, llava/hf part)."
+        ),
     ] = 256,
+    split: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--split",
+            help="Only this split's pairs (bench: pairs with bench rows) and text rows: "
+            "train | validation | test | bench.",
+        ),
+    ] = None,
+    tasks: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--tasks", help="Text tasks to export, comma-separated: caption,vqa,refexp (all)."
+        ),
+    ] = None,
+    box_format: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--box-format",
+            help="Boxes and points in the text: unit (0..1, as the dataset) | pixel (pixels of "
+            "the exported image) | qwen (bbox_2d, 0..1000) | internvl (0..1000) | geochat "
+            "(0..100).",
+        ),
+    ] = None,
+    per: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--per", help="llava/hf: one conversation or table row per pair | row."),
+    ] = None,
+    image_size: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--image-size", help="llava/hf: side of the RGB images in pixels (336)."),
+    ] = None,
+    image_format: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--image-format", help="llava/hf: png | jpeg (png)."),
+    ] = None,
+    with_arrays: Annotated[
+        bool,
+        typer.Option(
+            "--with-arrays", help="llava: also the multispectral arrays as .npy (native size)."
+        ),
+    ] = False,
     target_release: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--target-release", help="Release name in the new lake (default: same)."),
@@ -213,12 +257,15 @@ def export(
     region: RegionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export the pairs chosen by --sql or a STAC search as a new lake or WebDataset shards.
+    """Export the pairs chosen by --sql or a STAC search in a format: lake, webdataset, llava, hf.
 
+    lake: a new lake; webdataset: tar shards (arrays, metadata, text rows); llava: LLaVA
+    conversations and RGB images; hf: Parquet with an image column for Hugging Face datasets.
     The target (same S3 endpoint and credentials as the lake) must be new or empty; rerunning
-    the same export resumes it.
+    the same export with the same options resumes it.
     """
     from pipelines.jobs.export import export as run_export
+    from pipelines.jobs.export_vlm import VlmOptions, parse_tasks
 
     spec = spec_of(lake, endpoint_url, key, secret, region)
     dest = spec_of(target, endpoint_url, key, secret, region)
@@ -229,6 +276,22 @@ def export(
     }
     if sql is not None and search:
         raise fail(LakeError("give either --sql or the search options, not both"))
+    given: dict[str, Any] = {
+        "image_size": image_size,
+        "image_format": image_format,
+        "box_format": box_format,
+        "per": per,
+        "with_arrays": with_arrays or None,
+    }
+    vlm = None
+    if tasks is not None or any(v is not None for v in given.values()):
+        try:
+            chosen = {k: v for k, v in given.items() if v is not None}
+            if tasks is not None:
+                chosen["tasks"] = parse_tasks(tasks)
+            vlm = VlmOptions(**chosen)
+        except LakeError as exc:
+            raise fail(exc) from None
     rep = _run(
         spec,
         run_export,
@@ -240,6 +303,8 @@ def export(
         fmt=fmt,
         target_release=target_release,
         per_shard=per_shard,
+        split=split,
+        vlm=vlm,
         on=(cluster, workers, worker_cores, worker_memory, gateway_password),
         as_json=as_json,
     )
@@ -248,5 +313,6 @@ def export(
         rep.to_dict(),
         as_json,
         f"exported {rep.patches} pairs of release {rep.release} as {rep.format} to {rep.target}: "
-        f"{rep.shards} shards, {rep.bytes / 1e6:.1f} MB, {state}",
+        f"{rep.shards} shards, {rep.bytes / 1e6:.1f} MB, {state}"
+        + (f", {rep.annotations} text rows" if rep.annotations else ""),
     )

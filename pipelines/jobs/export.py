@@ -1,4 +1,4 @@
-"""Export a subset of a release, chosen by SQL or a STAC search, as a new lake or WebDataset.
+"""Export a subset of a release, chosen by SQL or a STAC search, in a lake or a trainer's format.
 
 * **lake**: the selected pairs (and their BigEarthNet.txt rows) become a release of a new lake.
   The release itself is read as a :class:`~pipelines.sources.lake.LakeSource` and fed to the
@@ -7,17 +7,29 @@
 * **webdataset**: ``shard-000000.tar`` ... of ``per_shard`` pairs each, one sample per pair
   (``<patch_id>.s2_10m.npy``, ``.s2_20m.npy``, ``.s2_60m.npy``, ``.s1.npy``,
   ``.reference_map.npy`` at native size and dtype, and ``<patch_id>.json`` with the pair's
-  metadata), plus ``index.json`` (every shard with its size, sha256 and pairs). Written with
-  webdataset's own ``TarWriter`` (``mtime=0``: a rerun writes the same bytes), so
-  ``webdataset.WebDataset`` and any tar reader read them.
+  metadata and, under ``"rows"``, its BigEarthNet.txt rows of the chosen tasks as
+  :class:`lake.vlm.rows.TextRow` dicts in conversation order, boxes and points in
+  ``--box-format``, ``pixel`` meaning pixels of the native 120 x 120 grid), plus ``index.json``
+  (every shard with its size, sha256 and pairs). Written with webdataset's own ``TarWriter``
+  (``mtime=0``: a rerun writes the same bytes), so ``webdataset.WebDataset`` and any tar reader
+  read them.
+* **llava**: conversations in the LLaVA / ShareGPT shape and RGB images
+  (:mod:`pipelines.jobs.export_llava`).
+* **hf**: Parquet that Hugging Face ``datasets`` loads, with an ``Image`` column
+  (:mod:`pipelines.jobs.export_hf`).
+
+``split`` keeps the pairs of one split (``bench``: the pairs with bench rows) and, for the text
+the exports carry, the rows of that split; the VLM options (:class:`~pipelines.jobs.export_vlm.
+VlmOptions`: tasks, box format, image size and format, one conversation per pair or per row) say
+how the llava, hf and webdataset exports render text and images.
 
 A lake export stages the selected pairs' BigEarthNet.txt rows in a private local folder
 (``lake-export-*`` in ``TMPDIR``, removed at the end; one left by a killed export is removed by
 the next export on the machine).
 
 The target must be empty, or hold an earlier run of the same export (``export.json`` at its root
-names the source, release, selection and format), which is then resumed: finished shards are
-skipped. A finished export is not redone.
+names the source, release, selection, format and options), which is then resumed: finished shards
+or parts are skipped. A finished export is not redone; a rerun with other options is refused.
 """
 
 from __future__ import annotations
@@ -51,15 +63,25 @@ from lake.reader import Lake, Release
 from lake.storage import filesystem, read_json, sha256_bytes, write_bytes_atomic, write_json_atomic
 from pipelines.cluster.runner import Runner
 from pipelines.cluster.spec import ClusterSpec
+from pipelines.jobs.export_vlm import (
+    NATIVE_SIZE,
+    WORK,
+    VlmOptions,
+    check_split,
+    require_text,
+    rows_by_pair,
+    text_rows,
+    vlm_parts,
+)
 from pipelines.sources.lake import LakeSource
 
-Format = Literal["lake", "webdataset"]
-FORMATS: tuple[Format, ...] = ("lake", "webdataset")
+Format = Literal["lake", "webdataset", "llava", "hf"]
+FORMATS: tuple[Format, ...] = ("lake", "webdataset", "llava", "hf")
 DEFAULT_CLUSTER = ClusterSpec()
 MARKER = "export.json"
 INDEX = "index.json"
-WORK = "_export"
-EXPORT_VERSION = 1
+#: 2: the VLM formats and options, the split, and text rows in the WebDataset samples.
+EXPORT_VERSION = 2
 #: The local folders where a lake export stages the selected text rows (see staging_folder).
 STAGING_PREFIX = "lake-export-"
 STAGING_OWNER = "owner.json"
@@ -129,6 +151,30 @@ def select_pairs(
     if unknown:
         raise QueryError(f"{what} returns patch ids not in the release, e.g. {unknown[:3]}")
     return sorted(set(ids))
+
+
+def restrict_to_split(rel: Release, patch_ids: Sequence[str], split: str | None) -> list[str]:
+    """The pairs of ``patch_ids`` in ``split`` (``bench``: those with rows of the bench split).
+
+    Raises:
+        ConfigError: An unknown split.
+        QueryError: None of the pairs is in the split.
+    """
+    if check_split(split) is None:
+        return list(patch_ids)
+    if split == "bench":
+        table = rel.annotations(split="bench", columns=["patch_id"])
+        inside = set(table["patch_id"].to_pylist()) if table.num_columns else set()
+    else:
+        t = rel.patches(columns=["patch_id", "split"], filter=pc.field("split") == split)
+        inside = set(t["patch_id"].to_pylist())
+    kept = [p for p in patch_ids if p in inside]
+    if not kept:
+        raise QueryError(
+            f"none of the {len(patch_ids)} selected pairs is in split {split!r} of release "
+            f"{rel.name!r}: nothing to export (choose another --split or selection)"
+        )
+    return kept
 
 
 def stage_text(rel: Release, patch_ids: Sequence[str], folder: Path) -> str | None:
@@ -244,14 +290,30 @@ def write_wds_shard(
     return record
 
 
-def wds_jobs(rel: Release, patch_ids: Sequence[str], per_shard: int) -> list[WdsShard]:
-    """The shards of a WebDataset export: pairs in the release's (shuffled) sample order."""
+def wds_jobs(
+    rel: Release,
+    patch_ids: Sequence[str],
+    per_shard: int,
+    rows: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> list[WdsShard]:
+    """The shards of a WebDataset export: pairs in the release's (shuffled) sample order.
+
+    Args:
+        rel: The release.
+        patch_ids: The pairs.
+        per_shard: Pairs per tar.
+        rows: ``patch_id ->`` its text rows, written under ``"rows"`` in its ``.json`` (every
+            sample gets the key, empty for a pair without rows).
+    """
     t = rel.patches()
     keep = pc.is_in(t["patch_id"], value_set=pa.array(list(patch_ids), pa.string()))
     t = t.filter(keep).sort_by("sample_index")
     cols = [c for c in SAMPLE_COLUMNS if c in t.column_names]
-    rows = t.select(cols).to_pylist()
-    samples = [(int(r["sample_index"]), json.dumps(r, default=str, sort_keys=True)) for r in rows]
+    metas = t.select(cols).to_pylist()
+    if rows is not None:
+        for m in metas:
+            m["rows"] = list(rows.get(str(m["patch_id"]), []))
+    samples = [(int(r["sample_index"]), json.dumps(r, default=str, sort_keys=True)) for r in metas]
     return [
         WdsShard(k, tuple(samples[s : s + per_shard]))
         for k, s in enumerate(range(0, len(samples), per_shard))
@@ -266,12 +328,13 @@ class ExportReport:
     """What an export wrote.
 
     Attributes:
-        format: ``lake`` or ``webdataset``.
+        format: ``lake``, ``webdataset``, ``llava`` or ``hf``.
         target: Where (URL).
         release: The source release.
         patches: Pairs exported.
-        annotations: Text rows exported (lake format).
-        shards: Shards written (tar shards, or the new lake's Zarr shards).
+        annotations: Text rows exported.
+        conversations: LLaVA conversations (llava) or table rows (hf) written.
+        shards: Shards written (tar shards, the new lake's Zarr shards, or llava/hf parts).
         bytes: Bytes written.
         resumed: Shards found done by an earlier run.
         already_done: The export was complete already: nothing was written.
@@ -284,6 +347,7 @@ class ExportReport:
     release: str
     patches: int = 0
     annotations: int = 0
+    conversations: int = 0
     shards: int = 0
     bytes: int = 0
     resumed: int = 0
@@ -312,8 +376,19 @@ def _check_target(target: StoreSpec, source: StoreSpec, marker: Mapping[str, Any
     root = target.path()
     if not fs.exists(root):
         return False
-    if fs.exists(target.path(MARKER)) and read_json(fs, target.path(MARKER)) == dict(marker):
-        return True
+    if fs.exists(target.path(MARKER)):
+        earlier = read_json(fs, target.path(MARKER))
+        if earlier == dict(marker):
+            return True
+        if isinstance(earlier, dict) and earlier.get("source") == marker["source"]:
+            shown = "; ".join(
+                f"{k}: {a!r} there, {b!r} now" for k, a, b in _differences(earlier, dict(marker))
+            )
+            raise ConfigError(
+                f"export target {target.url} is not empty: it holds an earlier export of this "
+                f"lake with other options or selection ({shown}): rerun that export with the same "
+                "options to resume it, or choose a new or empty folder or prefix"
+            )
     found = sorted(fs.ls(root, detail=False))
     if found:
         shown = ", ".join(p.rsplit("/", 1)[-1] for p in found[:3])
@@ -323,6 +398,20 @@ def _check_target(target: StoreSpec, source: StoreSpec, marker: Mapping[str, Any
             "choose a new or empty folder or prefix"
         )
     return False
+
+
+def _differences(
+    earlier: Mapping[str, Any], now: Mapping[str, Any], prefix: str = ""
+) -> list[tuple[str, Any, Any]]:
+    """``(key, earlier value, value now)`` of every differing key; nested dicts key by key."""
+    out = []
+    for k in sorted({*earlier, *now}):
+        a, b = earlier.get(k), now.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append((f"{prefix}{k}", a, b))
+    return out
 
 
 def export(
@@ -335,6 +424,8 @@ def export(
     fmt: str = "lake",
     target_release: str | None = None,
     per_shard: int = 256,
+    split: str | None = None,
+    vlm: VlmOptions | None = None,
     cluster: ClusterSpec = DEFAULT_CLUSTER,
     progress: bool = False,
     on_start: Callable[[Runner], None] | None = None,
@@ -347,17 +438,25 @@ def export(
         release: The source release (the current one when None).
         sql: A read-only query returning ``patch_id``.
         search: :func:`catalog.search` arguments (``bbox``, ``datetime``, ``filter``, ``ids``).
-        fmt: ``lake`` (a new lake) or ``webdataset`` (tar shards).
+        fmt: ``lake`` (a new lake), ``webdataset`` (tar shards), ``llava`` (conversations and
+            images) or ``hf`` (Parquet for Hugging Face ``datasets``).
         target_release: The new lake's release name (default: the source release's).
-        per_shard: Pairs per shard (of the new lake, or per tar).
+        per_shard: Pairs per shard (of the new lake, per tar, or per llava/hf part).
+        split: Keep the pairs of this split (``bench``: those with bench rows) and, in the
+            webdataset, llava and hf formats, the text rows of this split.
+        vlm: How the webdataset, llava and hf formats render text and images (defaults when
+            None). A lake export copies text unchanged and takes none; a webdataset export
+            takes only ``tasks`` and ``box_format`` (``pixel`` = the native 120 px grid).
         cluster: Where the tasks run.
         progress: Show progress bars.
         on_start: Called with the runner once the cluster is up (WebDataset format).
 
     Raises:
-        ConfigError: Unknown format, bad shard size, a target that is not empty or overlaps the
-            source, neither or both of ``sql`` and ``search``.
-        QueryError: The selection is invalid or selects nothing.
+        ConfigError: Unknown format, split or VLM option, bad shard size, options the format does
+            not take, a target that is not empty, holds this export with other options or
+            overlaps the source, neither or both of ``sql`` and ``search``.
+        QueryError: The selection is invalid or selects nothing; a llava or hf export of pairs
+            without text rows (of the tasks and split).
         ReleaseNotFound: No such release.
     """
     t0 = time.perf_counter()
@@ -365,9 +464,16 @@ def export(
         raise ConfigError(f"export format {fmt!r}: use one of {', '.join(FORMATS)}")
     if per_shard < 1:
         raise ConfigError(f"--per-shard must be at least 1, got {per_shard}")
+    opts = _vlm_options(fmt, vlm)
+    check_split(split)
     rel = Lake(spec).release(release)
     new_release = check_release_name(target_release or rel.name)
-    ids = select_pairs(rel, sql, search)
+    ids = restrict_to_split(rel, select_pairs(rel, sql, search), split)
+    rows = None
+    if opts is not None:
+        rows = text_rows(rel, ids, opts.tasks, split)
+        if fmt in ("llava", "hf"):
+            require_text(rows, rel, fmt, opts.tasks, split)
     marker = {
         "export_version": EXPORT_VERSION,
         "format": fmt,
@@ -377,6 +483,8 @@ def export(
         "per_shard": per_shard,
         "patches": len(ids),
         "selection_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+        "split": split,
+        "options": None if opts is None else opts.to_dict(),
     }
     resuming = _check_target(target, spec, marker)
     fs = filesystem(target)
@@ -385,10 +493,91 @@ def export(
     report = ExportReport(fmt, target.url, rel.name, len(ids))
     if fmt == "lake":
         _export_lake(rel, ids, target, new_release, per_shard, cluster, progress, report)
+    elif fmt == "webdataset":
+        assert opts is not None and rows is not None
+        by_pair = rows_by_pair(rows, opts.box_format, NATIVE_SIZE)
+        report.annotations = rows.num_rows
+        _export_wds(rel, ids, target, per_shard, cluster, progress, report, on_start, by_pair)
     else:
-        _export_wds(rel, ids, target, per_shard, cluster, progress, report, on_start)
+        assert opts is not None and rows is not None
+        _export_vlm(rel, fmt, rows, target, opts, per_shard, cluster, progress, report, on_start)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _vlm_options(fmt: str, vlm: VlmOptions | None) -> VlmOptions | None:
+    """The checked VLM options of a format (None for the lake format).
+
+    Raises:
+        ConfigError: A bad option, or one the format does not take (named).
+    """
+    if fmt == "lake":
+        if vlm is not None and vlm != VlmOptions():
+            raise ConfigError(
+                "the lake format copies the pairs and their text rows unchanged: --tasks, "
+                "--box-format, --per, --image-size, --image-format and --with-arrays apply to the "
+                "webdataset, llava and hf formats only"
+            )
+        return None
+    opts = (vlm or VlmOptions()).check()
+    if fmt == "hf" and opts.with_arrays:
+        raise ConfigError(
+            "--with-arrays applies to the llava format only: the hf export holds the RGB images "
+            "and the text (the webdataset export carries every array at native size)"
+        )
+    if fmt == "webdataset":
+        base = VlmOptions()
+        unused = [
+            option
+            for option, field_ in (
+                ("--image-size", "image_size"),
+                ("--image-format", "image_format"),
+                ("--per", "per"),
+                ("--with-arrays", "with_arrays"),
+            )
+            if getattr(opts, field_) != getattr(base, field_)
+        ]
+        if unused:
+            raise ConfigError(
+                f"{', '.join(unused)} do(es) not apply to the webdataset format (one sample per "
+                "pair with its native arrays): use --format llava or hf for rendered images"
+            )
+    return opts
+
+
+def _export_vlm(
+    rel: Release,
+    fmt: str,
+    rows: pa.Table,
+    target: StoreSpec,
+    opts: VlmOptions,
+    per_part: int,
+    cluster: ClusterSpec,
+    progress: bool,
+    report: ExportReport,
+    on_start: Callable[[Runner], None] | None,
+) -> None:
+    from pipelines.jobs.export_hf import export_hf
+    from pipelines.jobs.export_llava import export_llava
+
+    parts = vlm_parts(rel, rows, per_part)
+    run = export_llava if fmt == "llava" else export_hf
+    index = run(rel, parts, target, opts, cluster, progress, on_start)
+    report.patches = int(index["pairs"])
+    report.annotations = int(index["rows"])
+    report.conversations = int(
+        index["conversations"]
+        if fmt == "llava"
+        else index["rows"]
+        if opts.per == "row"
+        else index["pairs"]
+    )
+    report.shards = len(index["parts"])
+    report.bytes = int(index["bytes"])
+    report.already_done = bool(index.get("already_done"))
+    report.resumed = int(index.get("resumed", 0))
+    report.dashboard = index.get("dashboard")
+    report.files = [*index["files"], INDEX]
 
 
 def _export_lake(
@@ -429,9 +618,10 @@ def _export_wds(
     progress: bool,
     report: ExportReport,
     on_start: Callable[[Runner], None] | None,
+    rows: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> None:
     fs = filesystem(target)
-    jobs = wds_jobs(rel, ids, per_shard)
+    jobs = wds_jobs(rel, ids, per_shard, rows)
     report.shards = len(jobs)
     if fs.exists(target.path(INDEX)):
         index = read_json(fs, target.path(INDEX))
@@ -464,6 +654,7 @@ def _export_wds(
         "release": rel.name,
         "patches": len(ids),
         "members": [f"{a.name}.npy" for a in ARRAYS] + ["json"],
+        "text": "the json member's 'rows': the pair's BigEarthNet.txt rows (TextRow dicts)",
         "shards": shards,
     }
     write_json_atomic(fs, target.path(INDEX), index)
