@@ -102,3 +102,27 @@ class Manifest(TypedDict):
     total_bytes: int
     derived: NotRequired[dict[str, dict[str, Any]]]
     amendments: NotRequired[list[Amendment]]
+
+
+class TimeSeriesDocument(TypedDict):
+    """``timeseries/<r>/<part>/timeseries.json``: one time-series part of a release.
+
+    Attributes:
+        part: The part's name.
+        release: The release whose patches were cut.
+        parameters: How it was made (STAC API, collection, datetime, cloud limit, composite).
+        arrays: Array name -> its bands (``s2_10m``, ``s2_20m``, ``s2_60m``; ``scl`` has none).
+        patches: Patch ids in series order (row ``i`` of the composites).
+        acquisitions: Rows of the raw arrays (one per patch and scene).
+        composite: ``none``, ``10D`` or ``month``.
+        times: Start of each composite period (ISO 8601, UTC); empty without composites.
+    """
+
+    part: str
+    release: str
+    parameters: dict[str, Any]
+    arrays: dict[str, list[str]]
+    patches: list[str]
+    acquisitions: int
+    composite: str
+    times: list[str]

@@ -11,10 +11,14 @@ stac/<name>/catalog.json                 the STAC catalog of the release (root c
 stac/<name>/collection.json              the collection of S1/S2 pairs
 stac/<name>/items.parquet                one Item per pair, as stac-geoparquet
 stats/<name>/band_stats.parquet          derived: per-band statistics (``lake pipeline stats``)
+timeseries/<name>/<part>/                derived: a time series cut from new scenes
+                                         (``lake pipeline timeseries``): timeseries.json,
+                                         series.zarr/, acquisitions.parquet, items.parquet
 lake.json.lock                           held while lake.json is rewritten (lake/lock.py)
 _work/<name>.lock                        held by the one ingest of a release that may run
 _work/<name>/                            ingest's resumable state (never read by readers)
 _work/<name>/stats/                      the stats job's per-shard partial sums (resumable)
+_work/<name>/timeseries/<part>/          the time-series job's plan and finished tasks
 ```
 """
 
@@ -109,6 +113,36 @@ def stats_work_path(release: str) -> str:
     return f"{work_path(release)}/stats"
 
 
+def timeseries_path(release: str, part: str) -> str:
+    """The folder of one time-series part of a release (a derived product)."""
+    return f"timeseries/{release}/{part}"
+
+
+def timeseries_document_path(release: str, part: str) -> str:
+    """A time-series part's document: parameters, bands, composite times, counts."""
+    return f"{timeseries_path(release, part)}/timeseries.json"
+
+
+def timeseries_group_path(release: str, part: str) -> str:
+    """A time-series part's Zarr group (raw acquisitions and composites)."""
+    return f"{timeseries_path(release, part)}/series.zarr"
+
+
+def timeseries_acquisitions_path(release: str, part: str) -> str:
+    """A time-series part's table of acquisitions (one row per patch and scene)."""
+    return f"{timeseries_path(release, part)}/acquisitions.parquet"
+
+
+def timeseries_items_path(release: str, part: str) -> str:
+    """A time-series part's STAC Items (one per patch) as stac-geoparquet."""
+    return f"{timeseries_path(release, part)}/items.parquet"
+
+
+def timeseries_work_path(release: str, part: str) -> str:
+    """The time-series job's resumable state for one part."""
+    return f"{work_path(release)}/timeseries/{part}"
+
+
 def release_prefixes(release: str) -> tuple[str, ...]:
     """Every prefix whose objects belong to the release (what the manifest lists)."""
     return (
@@ -117,4 +151,5 @@ def release_prefixes(release: str) -> tuple[str, ...]:
         stac_path(release),
         quarantine_path(release),
         stats_path(release),
+        f"timeseries/{release}",
     )

@@ -10,6 +10,7 @@
 | :mod:`~pipelines.cli.s3` | ``s3 serve`` |
 | :mod:`~pipelines.cli.gateway` | ``gateway serve`` |
 | :mod:`~pipelines.cli.pipeline` | ``pipeline stats``, ``export``, ``verify`` |
+| :mod:`~pipelines.cli.timeseries` | ``pipeline timeseries`` |
 | :mod:`~pipelines.cli.eval` | ``eval`` |
 
 The command modules share :mod:`~pipelines.cli.common` (options, the spec builder, error
@@ -29,6 +30,7 @@ import typer
 
 from pipelines.cli import build, catalog, gateway, inspect, pipeline, s3, sql, train
 from pipelines.cli import eval as eval_cmd
+from pipelines.cli import timeseries as timeseries_cmd
 from pipelines.cli.common import set_progress
 from pipelines.cluster.spec import DISTRIBUTION
 
@@ -83,6 +85,7 @@ app.add_typer(s3.s3_app, name="s3")
 app.add_typer(catalog.catalog_app, name="catalog")
 app.add_typer(gateway.gateway_app, name="gateway")
 pipeline.pipeline_app.command("ingest")(build.ingest)  # the very `lake ingest`
+pipeline.pipeline_app.command("timeseries")(timeseries_cmd.timeseries)
 app.add_typer(pipeline.pipeline_app, name="pipeline")
 
 
