@@ -1,7 +1,15 @@
 """Ingest throughput, peak memory and lake size against the source GeoTIFFs, per source kind.
 
-Usage: ``python benchmarks/ingest.py [--sizes 2000,20000] [--kinds folders,tar.zst,lmdb]
-[--lake-backend file|s3] [--cluster local] [--workers 2] [--out DIR] [--keep] [--json-out FILE]``
+Usage: ``python benchmarks/ingest.py [--sizes 2000,20000]
+[--kinds folders,folders-s3,tar.zst,tar.zst-s3,lmdb] [--lake-backend file|s3] [--cluster local]
+[--workers 2] [--out DIR] [--keep] [--json-out FILE]``
+
+The ``-s3`` kinds are the same sources uploaded to the embedded S3 endpoint (``lake s3 serve``'s
+rclone) and ingested from their URL (``lake ingest s3://lake/src/...``): the workers read the
+GeoTIFFs, or the archives (streamed, staged as compressed packs on S3), from S3, as the workers
+of a Gateway cluster without a shared disk do (issue 15). Each case reports pairs/s per core
+(the ingest's cores: ``--workers`` x 1 thread), the staging bytes and the projected time for all
+549,488 pairs on 8, 32 and 128 cores (staging, which streams each archive once, counted serial).
 
 For each size and source kind (one *case*):
 
@@ -21,9 +29,10 @@ For each size and source kind (one *case*):
    file-backed: they show in RSS but are page cache the kernel can drop).
 4. **lake bytes** from the release manifest: the patch group (``patches/``) per array and in
    total, and every object of the release (Parquet tables included).
-5. **profile** (in this process, one core, after the ingest): decode ms/pair
-   (``source.read_pair``, the work ingest does twice per pair: in scan and in write) and
-   encode ms/pair (one shard written through ``lake.patchstore`` into an in-memory store).
+5. **profile** (in this process, one core, after the ingest): scan ms/pair
+   (``source.scan_pair``: headers only), decode ms/pair (``source.read_pair``, once per pair, in
+   the write) and encode ms/pair (one shard written through ``lake.patchstore`` into an
+   in-memory store).
 
 The honest compression figure comes from the real sample rasters
 (``shared/data/bigearthnet-v2/sample``): their values are encoded with ``lake.codecs`` in a real
@@ -64,16 +73,26 @@ from lake.layout import patches_path  # noqa: E402
 from lake.names import MAPS_ROOT, S1_ROOT, S2_ROOT, split_member  # noqa: E402
 from lake.patchstore import create_group, write_block  # noqa: E402
 from lake.release import read_manifest  # noqa: E402
+from lake.storage import filesystem  # noqa: E402
 from pipelines.sources.base import Source  # noqa: E402
 from pipelines.sources.open import open_source  # noqa: E402
 from pipelines.sources.tarzst import ARCHIVES, iter_members  # noqa: E402
 from pipelines.synth import synthesize  # noqa: E402
 
-KINDS = ("folders", "tar.zst", "lmdb")
+KINDS = ("folders", "folders-s3", "tar.zst", "tar.zst-s3", "lmdb")
+#: Pairs of the whole official set (clean plus snow/cloud), for the projection.
+FULL_SET_PAIRS = 549_488
+PROJECT_CORES = (8, 32, 128)
 ARRAY_NAMES = tuple(a.name for a in ARRAYS)
 RELEASE = "v1"
 #: Disk a case needs per pair: source (~300 KB), tar.zst staging (~290 KB), lake (~190 KB).
-BYTES_PER_PAIR = {"folders": 500_000, "tar.zst": 800_000, "lmdb": 520_000}
+BYTES_PER_PAIR = {
+    "folders": 500_000,
+    "folders-s3": 1_000_000,
+    "tar.zst": 800_000,
+    "tar.zst-s3": 900_000,
+    "lmdb": 520_000,
+}
 N_REAL_COPIES = 32  # samples per shard of the real-sample arrays, as benchmarks/codecs.py
 
 
@@ -248,7 +267,7 @@ class TreeSampler:
 
 
 def run_ingest(
-    source: Path,
+    source: Path | str,
     kind: str,
     lake_url: str,
     args: argparse.Namespace,
@@ -267,8 +286,8 @@ def run_ingest(
     """
     cmd = [
         sys.executable, "-m", "pipelines.cli", "ingest", str(source), "--lake", lake_url,
-        "--kind", kind, "--cluster", args.cluster, "--workers", str(args.workers),
-        "--seed", str(args.seed), "--json",
+        "--kind", kind.removesuffix("-s3"), "--cluster", args.cluster,
+        "--workers", str(args.workers), "--seed", str(args.seed), "--json",
     ]  # fmt: skip
     out_path, rss_path = log_to.with_suffix(".stdout"), log_to.with_suffix(".maxrss")
     timer = shutil.which("time", path="/usr/bin:/bin")
@@ -317,6 +336,10 @@ def profile(source: Source, n: int) -> dict[str, Any]:
         )
     )
     t0 = time.perf_counter()
+    for pid, s1 in rows:
+        source.scan_pair(pid, s1)
+    scan = time.perf_counter() - t0
+    t0 = time.perf_counter()
     pairs = [source.read_pair(pid, s1) for pid, s1 in rows]
     decode = time.perf_counter() - t0
     stacks: dict[str, list[np.ndarray]] = {}
@@ -335,12 +358,54 @@ def profile(source: Source, n: int) -> dict[str, Any]:
 
     fsspec.filesystem("memory").rm(spec.root, recursive=True)
     per_decode, per_encode = 1000 * decode / len(rows), 1000 * encode / len(rows)
+    per_scan = 1000 * scan / len(rows)
     return {
         "pairs": len(rows),
+        "scan_ms_per_pair": round(per_scan, 2),
         "decode_ms_per_pair": round(per_decode, 2),
         "encode_ms_per_pair": round(per_encode, 2),
-        "model_cpu_ms_per_pair": round(2 * per_decode + per_encode, 2),
+        "model_cpu_ms_per_pair": round(per_scan + per_decode + per_encode, 2),
     }
+
+
+def staging_bytes(source: Source) -> int:
+    """Bytes of a tar.zst source's stage: the local LMDB folder, or the packs' recorded sizes."""
+    if getattr(source, "uses_packs", False):
+        stage = source.packs()  # type: ignore[attr-defined]
+        return sum(int((stage.marker(a) or {}).get("staged_bytes", 0)) for a in ARCHIVES.values())
+    return dir_bytes(Path(source.staging))  # type: ignore[attr-defined]
+
+
+def projection(per_core: float, staging_s_per_pair: float | None) -> dict[str, Any]:
+    """Hours for all 549,488 pairs on 8, 32 and 128 cores at the measured pairs/s per core.
+
+    Staging (tar.zst) streams each archive once, in one process: it is counted serial (one
+    pass over the whole set at the measured seconds per pair), on top of the parallel ingest.
+    Linear scaling is an assumption: the lake's storage must take the writes
+    (``cores x pairs/s per core x ~190 KB``).
+    """
+    out: dict[str, Any] = {"pairs": FULL_SET_PAIRS, "assumes": "linear scaling from this run"}
+    staging_h = 0.0 if staging_s_per_pair is None else staging_s_per_pair * FULL_SET_PAIRS / 3600
+    if staging_s_per_pair is not None:
+        out["staging_hours_serial"] = round(staging_h, 2)
+    for cores in PROJECT_CORES:
+        out[f"hours_on_{cores}_cores"] = round(
+            FULL_SET_PAIRS / (per_core * cores) / 3600 + staging_h, 2
+        )
+    return out
+
+
+def source_spec(args: argparse.Namespace, case: str) -> StoreSpec:
+    """Where an ``-s3`` case's source goes on the embedded endpoint."""
+    e = args.s3_endpoint
+    return store_spec(
+        f"s3://lake/src/{case}",
+        endpoint_url=e.endpoint_url,
+        key=e.key,
+        secret=e.secret,
+        region=e.region,
+        environ={},
+    )
 
 
 # ---------------------------------------------------------------- one case
@@ -383,8 +448,9 @@ def run_case(
     src_dir = work / "source"
     result: dict[str, Any] = {"kind": kind, "patches": size, "loadavg_before": os.getloadavg()}
 
+    fmt = kind.removesuffix("-s3")
     log(f"{case}: synthesizing")
-    rep = synthesize(size, src_dir, fmt=kind, seed=args.seed, progress=False)
+    rep = synthesize(size, src_dir, fmt=fmt, seed=args.seed, progress=False)
     result["synth"] = {
         "seconds": round(rep.seconds, 2),
         "patches_per_second": round(size / rep.seconds, 1),
@@ -393,42 +459,60 @@ def run_case(
     log(f"{case}: synth {rep.seconds:.1f} s, {rep.bytes_written / 1e9:.2f} GB")
 
     key = (size, args.seed)
-    if kind == "folders":
+    if fmt == "folders":
         geo, geo_from = geotiff_bytes_folders(src_dir), "band files"
         geotiff_cache[key] = geo
     elif key in geotiff_cache:
         geo, geo_from = geotiff_cache[key], "folders case of the same size and seed"
-    elif kind == "tar.zst":
+    elif fmt == "tar.zst":
         geo, geo_from = geotiff_bytes_tarzst(src_dir), "archive members (uncompressed)"
     else:
         geo, geo_from = {}, "unknown (run the folders case of the same size and seed)"
     result["geotiff"] = {"bytes": sum(geo.values()) or None, "per_array": geo, "from": geo_from}
 
-    source = open_source(src_dir, kind=kind)
+    where: Path | str = src_dir
+    if kind.endswith("-s3"):
+        s3 = source_spec(args, case)
+        log(f"{case}: uploading the source to {s3.url}")
+        filesystem(s3).put(str(src_dir), s3.path(), recursive=True)
+        where = s3.url
+        source = open_source(where, kind=fmt, store=s3)
+    else:
+        source = open_source(src_dir, kind=fmt)
     staging = None
-    if kind == "tar.zst":
+    if fmt == "tar.zst":
         log(f"{case}: staging (TarZstSource.prepare, in this process)")
         t0 = time.perf_counter()
         source.prepare(progress=False)
         staging = time.perf_counter() - t0
         result["staging"] = {
             "seconds": round(staging, 2),
-            "bytes": dir_bytes(Path(source.staging)),  # type: ignore[attr-defined]
+            "bytes": staging_bytes(source),
+            "bytes_per_pair": round(staging_bytes(source) / size),
+            "where": source.staging,  # type: ignore[attr-defined]
             "note": "measured in-process before the ingest; the ingest reuses the finished stage",
         }
-        log(f"{case}: staging {staging:.1f} s")
+        log(f"{case}: staging {staging:.1f} s, {result['staging']['bytes'] / 1e6:.1f} MB")
 
     with lake_location(args, case, work) as (url, spec, env, lake_dir):
         log(f"{case}: ingesting into {url}")
-        ing = run_ingest(src_dir, kind, url, args, env, work / "ingest.log")
+        if kind.endswith("-s3"):
+            env = {**env, **args.s3_endpoint.environment()}
+        ing = run_ingest(where, kind, url, args, env, work / "ingest.log")
         r = ing["report"]
         ingest_s = float(r["seconds"])
         ing["ingest_seconds"] = round(ingest_s, 2)
         ing["patches_per_second"] = round(r["patches"] / ingest_s, 1)
         ing["patches_per_second_wall"] = round(r["patches"] / ing["wall_seconds"], 1)
+        cores = min(args.workers, os.cpu_count() or 1) if args.cluster == "local" else args.workers
+        ing["cores"] = cores
+        ing["patches_per_second_per_core"] = round(r["patches"] / ingest_s / cores, 2)
         if staging is not None:
             ing["patches_per_second_with_staging"] = round(r["patches"] / (ingest_s + staging), 1)
         result["ingest"] = ing
+        result["projection_full_set"] = projection(
+            ing["patches_per_second_per_core"], None if staging is None else staging / size
+        )
         log(
             f"{case}: ingest {ingest_s:.1f} s ({ing['patches_per_second']} pairs/s), "
             f"peak tree RSS {ing['peak_rss_tree_mb']} MB (anonymous {ing['peak_anon_tree_mb']} MB)"
@@ -576,7 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"real sample: lake/GeoTIFF = {doc['real_sample']['ratio']}")
     args.out.mkdir(parents=True, exist_ok=True)
     server = None
-    if args.lake_backend == "s3":
+    if args.lake_backend == "s3" or any(k.endswith("-s3") for k in args.kinds):
         from pipelines.local.s3 import EmbeddedS3
 
         args.s3_dir = args.out / "s3"

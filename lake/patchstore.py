@@ -12,12 +12,16 @@ object and the sample.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import zarr
+from zarr.abc.store import ByteRequest, Store
+from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.storage import WrapperStore
 
 from lake.bigearthnet import ARRAYS, ArraySpec
 from lake.codecs import codecs_for, string_codecs
@@ -50,6 +54,7 @@ def create_group(
     attributes: Mapping[str, Any] | None = None,
     *,
     layout_version: int = LAYOUT_VERSION,
+    portable: bool = False,
 ) -> zarr.Group:
     """Create (or overwrite) the empty patch group of a release.
 
@@ -61,6 +66,8 @@ def create_group(
         attributes: Extra group attributes.
         layout_version: 2 (chunks end with their CRC32C) or 1 (older lakes, for tests and
             benchmarks).
+        portable: Write the Zarr v3 core codecs only (``lake.codecs``' ``portable`` set) instead
+            of the default pcodec set.
 
     Raises:
         ConfigError: ``layout_version`` is not one this version writes.
@@ -95,7 +102,7 @@ def create_group(
             fill_value=0,
             dimension_names=dimension_names(a),
             attributes={"bands": list(a.bands), "resolution_m": a.resolution_m},
-            **codecs_for(a.name, checksum=checksum),
+            **codecs_for(a.name, portable=portable, checksum=checksum),
         )
         if a.bands:
             coord = group.create_array(
@@ -103,7 +110,7 @@ def create_group(
                 shape=(len(a.bands),),
                 dtype=str,
                 dimension_names=(f"{a.name}_band",),
-                **string_codecs(checksum=checksum),
+                **string_codecs(portable=portable, checksum=checksum),
             )
             coord[:] = np.array(a.bands)
         del arr
@@ -114,7 +121,7 @@ def create_group(
             chunks=(shard,),
             dtype=str,
             dimension_names=("sample",),
-            **string_codecs(checksum=checksum),
+            **string_codecs(portable=portable, checksum=checksum),
         )
     return group
 
@@ -159,6 +166,81 @@ def write_block(group: zarr.Group, start: int, arrays: Mapping[str, np.ndarray])
     """
     for name, values in arrays.items():
         array_of(group, name)[start : start + len(values)] = values
+
+
+class HashingStore(WrapperStore[Store]):
+    """A writable store that hashes every object as it is written, and counts reads.
+
+    The shard writers of ingest record each object's size and SHA-256 from the very bytes zarr
+    hands to the store (one whole shard per ``set``: ingest never writes part of a shard), so
+    nothing is read back to hash it (issue 15). ``reads`` counts ``get`` calls, so a test can
+    show that writing a whole shard reads nothing (no read-modify-write).
+
+    Attributes:
+        written: ``key -> (size, sha256 hex)`` of every object set through this store, keys
+            relative to the store's root.
+        reads: How many reads of chunk objects (not metadata) returned bytes. zarr-python
+            (3.1) looks for an existing shard before writing one, even a whole one: on a fresh
+            group that look finds nothing (a 404 on S3) and is not counted.
+    """
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.written: dict[str, tuple[int, str]] = {}
+        self.reads = 0
+
+    async def set(self, key: str, value: Buffer) -> None:
+        """Hash the object's bytes, then store them."""
+        data = value.as_numpy_array()
+        self.written[key] = (int(data.nbytes), hashlib.sha256(data.data).hexdigest())
+        await self._store.set(key, value)
+
+    async def get(
+        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
+        """Read, counting the chunk objects that were there to read."""
+        got = await self._store.get(key, prototype, byte_range)
+        self.reads += _is_chunk(key) and got is not None
+        return got
+
+    async def get_partial_values(
+        self,
+        prototype: BufferPrototype,
+        key_ranges: Any,
+    ) -> list[Buffer | None]:
+        """Read, counting the chunk objects that were there to read."""
+        keys = [k for k, _ in key_ranges]
+        got = await self._store.get_partial_values(prototype, key_ranges)
+        self.reads += sum(_is_chunk(k) and g is not None for k, g in zip(keys, got, strict=True))
+        return got
+
+
+def _is_chunk(key: str) -> bool:
+    """Whether a store key is a chunk (shard) object rather than metadata."""
+    return "/c/" in f"/{key}"
+
+
+def write_shard(
+    spec: StoreSpec, release: str, start: int, arrays: Mapping[str, np.ndarray]
+) -> tuple[dict[str, tuple[int, str]], int]:
+    """Write one whole shard of every array and hash each object as it is written.
+
+    Args:
+        spec: The lake.
+        release: Release name (its group must exist: :func:`create_group`).
+        start: Index of the shard's first sample (a multiple of the shard size).
+        arrays: ``name -> stacked values`` for every raster and string array.
+
+    Returns:
+        ``(objects, reads)``: ``path -> (size, sha256)`` of every chunk object written, paths
+        relative to the lake, and how many reads the write needed (0: no read-modify-write).
+    """
+    path = patches_path(release)
+    store = HashingStore(zarr_store(spec, path, read_only=False))
+    group = zarr.open_group(store, mode="r+", zarr_format=3)
+    write_block(group, start, arrays)
+    objects = {f"{path}/{k}": v for k, v in store.written.items() if _is_chunk(k)}
+    return objects, store.reads
 
 
 def shard_object_keys(group_path: str, shard: int) -> list[str]:

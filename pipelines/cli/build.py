@@ -66,7 +66,11 @@ def synth(
 
 def ingest(
     source: Annotated[
-        Path, typer.Argument(help="Source folder: extracted folders, .tar.zst archives or an LMDB.")
+        str,
+        typer.Argument(
+            help="Source folder: extracted folders, .tar.zst archives or an LMDB; or the URL "
+            "(s3://bucket/prefix, read with the lake's S3 options) of folders or archives."
+        ),
     ],
     lake: LakeOpt = None,
     release: Annotated[str, typer.Option("--release", help="Name of the release to build.")] = "v1",
@@ -93,6 +97,14 @@ def ingest(
     restart: Annotated[
         bool, typer.Option("--restart", help="Discard an unfinished ingest of this release.")
     ] = False,
+    codecs: Annotated[
+        str,
+        typer.Option(
+            "--codecs",
+            help="pcodec (the default, smallest; readers need `pip install pcodec`) | portable "
+            "(Zarr v3 core codecs only: GDAL, tensorstore and JavaScript zarr readers).",
+        ),
+    ] = "pcodec",
     endpoint_url: EndpointOpt = None,
     key: KeyOpt = None,
     secret: SecretOpt = None,
@@ -104,6 +116,7 @@ def ingest(
     SOURCE is a folder with the official extracted folders, the official .tar.zst archives, or the
     reference encoder's LMDB, next to metadata.parquet (and optionally BigEarthNet.txt.parquet).
     """
+    from lake.codecs import check_codec_set
     from lake.layout import quarantine_path
     from pipelines.jobs.ingest import IngestOptions
     from pipelines.jobs.ingest import ingest as run_ingest
@@ -111,8 +124,11 @@ def ingest(
 
     spec = spec_of(lake, endpoint_url, key, secret, region)
     with errors(spec):
+        codec_set = check_codec_set(codecs)
         on = cluster_spec(cluster, workers, worker_cores, worker_memory, gateway_password)
-        src = open_source(source, kind=kind, metadata_path=metadata, staging_dir=staging_dir)
+        src = open_source(
+            source, kind=kind, metadata_path=metadata, staging_dir=staging_dir, store=spec
+        )
         opts = IngestOptions(
             release=release,
             seed=seed,
@@ -120,6 +136,7 @@ def ingest(
             scan_batch=scan_batch,
             restart=restart,
             progress=show_progress(as_json),
+            codecs=codec_set,
         )
         rep = run_ingest(src, spec, opts, on)
     report = report_location(spec, quarantine_path(rep.release)) if rep.n_quarantined else None

@@ -19,7 +19,6 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -83,12 +82,13 @@ ReleaseOpt = Annotated[
 ]
 
 StagingDirOpt = Annotated[
-    Optional[Path],  # noqa: UP045
+    Optional[str],  # noqa: UP045  (a str: an s3:// URL must survive, a Path would eat a slash)
     typer.Option(
         "--staging-dir",
-        help="For .tar.zst sources: a writable local folder to stage the archives in (default "
-        "SOURCE/.lake-staging; needed when SOURCE is read-only). It needs about 313 KB per "
-        "pair, about 172 GB for the whole set; a finished stage there is reused.",
+        help="For .tar.zst sources: where to stage the archives (default SOURCE/.lake-staging; "
+        "needed when SOURCE is read-only). A local folder holds an uncompressed stage (about "
+        "313 KB per pair, 172 GB for the whole set); an s3:// URL compressed packs (about 233 KB "
+        "per pair) that Gateway workers read. A finished stage there is reused.",
     ),
 ]
 

@@ -53,7 +53,9 @@ def write_annotations(
     ids = pa.array(list(sample_index), pa.string())
     positions = pa.array(list(sample_index.values()), pa.int64())
     try:
-        for batch, bad in read_annotations(text_path, known=set(sample_index)):
+        for batch, bad in read_annotations(
+            text_path, known=set(sample_index), store=getattr(source, "store", None)
+        ):
             for r in bad:
                 d = r.__dict__ if isinstance(r, Rejected) else dict(r)
                 if d.get("reason") == "unknown_patch" and d.get("patch_id") in in_meta:

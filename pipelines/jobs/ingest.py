@@ -2,13 +2,18 @@
 
 Steps (each resumable from the state kept under ``_work/<release>/`` in the lake):
 
-1. **scan**: decode and check every pair of the metadata in batches, in parallel; record the
-   valid pairs (with their georeference) and the rejected ones. Batches already scanned are
-   skipped on a rerun.
+1. **scan**: check every pair of the metadata from its files' headers (no pixel is decoded) in
+   batches, in parallel; record the valid pairs (with their georeference) and the rejected
+   ones. Batches already scanned are skipped on a rerun.
 2. **plan**: shuffle the valid pairs with the seed: position = ``sample_index``. The plan is a
-   pure function of the scan results and the seed, so a rerun derives the same one.
-3. **write**: each task writes one whole shard of every array (no read-modify-write), reads its
-   objects back and records their checksums. Shards already done are skipped.
+   pure function of the scan results (and of the late rejections, below) and the seed, so a
+   rerun derives the same one.
+3. **write**: each task decodes its pairs (the only decode of each pair) and writes one whole
+   shard of every array (no read-modify-write), hashing each object as it is encoded (nothing
+   is read back). Shards already done are skipped. A pair whose pixels fail where its headers
+   passed (values that are not finite, data that does not decode) is a *late rejection*: its
+   shard is not written, and the plan is derived again without it (every shard is rewritten:
+   rare, and the result is the one a scan that had caught it would give).
 4. **tables**: the ``patches`` table and the ``annotations`` dataset (partitioned by split).
 5. **catalog**: the STAC catalog (``stac/<release>/``) built from the tables and the shards.
 6. **publish**: the quarantine report, the manifest of every object, then ``lake.json``.
@@ -26,8 +31,9 @@ import numpy as np
 import pyarrow as pa
 
 from catalog.build import build_catalog
+from lake.codecs import DEFAULT_CODECS, CodecSet, check_codec_set
 from lake.config import StoreSpec
-from lake.errors import BadInput, PublishConflict, SourceError
+from lake.errors import BadInput, LayoutError, PublishConflict, SourceError
 from lake.layout import (
     LAYOUT_VERSION,
     check_release_name,
@@ -37,10 +43,9 @@ from lake.layout import (
     work_path,
 )
 from lake.lock import ObjectLock
-from lake.patchstore import create_group, open_group, shard_object_keys, write_block
+from lake.patchstore import create_group, shard_object_keys, write_shard
 from lake.release import (
     ObjectEntry,
-    hash_objects,
     publish,
     read_json,
     read_manifest,
@@ -51,9 +56,11 @@ from lake.tables import write_patches_table
 from pipelines.cluster.runner import Runner
 from pipelines.cluster.spec import ClusterSpec
 from pipelines.jobs.annotations import write_annotations
-from pipelines.sources.base import Rejected, Source
+from pipelines.sources.base import Rejected, Source, read_batch, scan_batch
 
 WORK_VERSION = 1
+#: Pairs a write task fetches together (a source on object storage: 15 GETs in flight per pair).
+READ_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class IngestOptions:
         make_current: Make the new release the lake's current one.
         restart: Discard the state of an unfinished ingest of this release first.
         progress: Show progress bars.
+        codecs: ``pcodec`` (the default, the smallest) or ``portable`` (Zarr v3 core codecs
+            only, for readers without the pcodec package: GDAL, tensorstore, zarrita.js).
     """
 
     release: str = "v1"
@@ -77,6 +86,10 @@ class IngestOptions:
     make_current: bool = True
     restart: bool = False
     progress: bool = True
+    codecs: CodecSet = DEFAULT_CODECS
+
+    def __post_init__(self) -> None:
+        check_codec_set(self.codecs)
 
     def parameters(self) -> dict[str, Any]:
         """What must match for a rerun to resume (and for the result to be identical)."""
@@ -127,17 +140,15 @@ class IngestReport:
 
 
 def scan_task(batch: tuple[int, list[tuple[str, str]]], source: Source) -> dict[str, Any]:
-    """Decode and check a batch of pairs; return the valid ones and the rejections."""
+    """Check a batch of pairs from their headers; return the valid ones and the rejections."""
     index, rows = batch
     ok: list[list[Any]] = []
     rejected: list[dict[str, Any]] = []
-    for patch_id, s1_name in rows:
-        try:
-            pair = source.read_pair(patch_id, s1_name)
-        except BadInput as exc:
-            rejected.append(asdict(Rejected.of(exc, patch_id)))
+    for (patch_id, _), header in zip(rows, scan_batch(source, rows), strict=True):
+        if isinstance(header, BadInput):
+            rejected.append(asdict(Rejected.of(header, patch_id)))
             continue
-        ok.append([patch_id, pair.epsg, list(pair.transform)])
+        ok.append([patch_id, header.epsg, list(header.transform)])
     return {
         "batch": index,
         "first": rows[0][0],
@@ -159,27 +170,40 @@ class ShardJob:
 def write_shard_task(
     job: ShardJob, source: Source, spec: StoreSpec, release: str
 ) -> dict[str, Any]:
-    """Read the pairs of one shard, write every array's shard, return the objects' checksums."""
+    """Decode the pairs of one shard, write every array's shard, return the objects' checksums.
+
+    The checksums are those of the bytes handed to the store (:func:`lake.patchstore.
+    write_shard`), so no object is read back. A pair that fails to decode is returned in
+    ``rejected`` and the shard is not written (the driver plans again without it).
+
+    Raises:
+        LayoutError: The write needed a read (a partial shard) or missed an object.
+    """
     stacks: dict[str, list[np.ndarray]] = {}
-    for patch_id, s1_name in job.rows:
-        try:
-            pair = source.read_pair(patch_id, s1_name)
-        except BadInput as exc:
-            raise BadInput(
-                exc.subject,
-                exc.reason,
-                f"{exc.detail} (it was valid when scanned: "
-                "the source changed during ingest; rerun with --restart)",
-            ) from None
-        for name, values in pair.stacked().items():
-            stacks.setdefault(name, []).append(values)
+    rejected: list[dict[str, Any]] = []
+    for start in range(0, len(job.rows), READ_BATCH):
+        rows = job.rows[start : start + READ_BATCH]
+        for (patch_id, _), pair in zip(rows, read_batch(source, rows), strict=True):
+            if isinstance(pair, BadInput):
+                rejected.append(asdict(Rejected.of(pair, patch_id)))
+                continue
+            for name, values in pair.stacked().items():
+                stacks.setdefault(name, []).append(values)
+    if rejected:
+        return {"shard": job.shard, "objects": [], "rejected": rejected}
     arrays: dict[str, np.ndarray] = {k: np.stack(v) for k, v in stacks.items()}
     arrays["patch_id"] = np.array([r[0] for r in job.rows], dtype=object)
     arrays["s1_name"] = np.array([r[1] for r in job.rows], dtype=object)
-    group = open_group(spec, release, read_only=False)
-    write_block(group, job.start, arrays)
-    entries = hash_objects(spec, shard_object_keys(patches_path(release), job.shard))
-    return {"shard": job.shard, "objects": [asdict(e) for e in entries]}
+    written, reads = write_shard(spec, release, job.start, arrays)
+    keys = shard_object_keys(patches_path(release), job.shard)
+    if reads or sorted(written) != sorted(keys):
+        raise LayoutError(
+            f"{spec.url}: writing shard {job.shard} of release {release!r} read {reads} time(s) "
+            f"and wrote {sorted(written)} instead of {keys}; a shard must be written whole, "
+            "once: rerun with --restart"
+        )
+    entries = [ObjectEntry(k, *written[k]) for k in keys]
+    return {"shard": job.shard, "objects": [asdict(e) for e in entries], "rejected": []}
 
 
 # ---------------------------------------------------------------- the driver
@@ -316,15 +340,27 @@ def _ingest_locked(
     )
     with Runner(cluster.with_store(spec)) as runner:
         scans = _scan(runner, source, rows, options, state, report)
-        valid_ids, georef, rejected = _collect(scans, rows)
+        scanned_ids, georef, rejected = _collect(scans, rows)
         rejected[:0] = [asdict(r) for r in checked.rejected]
         rejected.extend(asdict(r) for r in source.orphans(*checked.names()))
-        if not valid_ids:
-            raise SourceError(_nothing_valid(source, rejected))
-        order = plan_order(valid_ids, options.seed)
-        ordered = [valid_ids[i] for i in order]
         s1_of = dict(rows)
-        entries = _write_shards(runner, source, spec, ordered, s1_of, options, state, report)
+        late: list[dict[str, Any]] = state.read("late.json") or []
+        while True:  # once, unless a pair's pixels fail where its headers passed (rare)
+            dropped = {r["patch_id"] for r in late}
+            valid_ids = [pid for pid in scanned_ids if pid not in dropped]
+            if not valid_ids:
+                raise SourceError(_nothing_valid(source, [*rejected, *late]))
+            order = plan_order(valid_ids, options.seed)
+            ordered = [valid_ids[i] for i in order]
+            entries, found = _write_shards(
+                runner, source, spec, ordered, s1_of, options, state, report
+            )
+            if not found:
+                break
+            late = sorted([*late, *found], key=lambda r: (str(r["patch_id"]), str(r["subject"])))
+            state.write(late, "late.json")
+        report.resumed["late_rejections"] = len(late)
+        rejected.extend(late)
     sample_index = {pid: k for k, pid in enumerate(ordered)}
     write_patches_table(spec, release, meta, sample_index, georef, options.samples_per_shard)
     text_rejected, text_counts = write_annotations(source, spec, release, meta, sample_index)
@@ -451,7 +487,8 @@ def _write_shards(
     options: IngestOptions,
     state: _WorkState,
     report: IngestReport,
-) -> dict[str, ObjectEntry]:
+) -> tuple[dict[str, ObjectEntry], list[dict[str, Any]]]:
+    """Write every shard not written yet; return the objects and the late rejections."""
     per = options.samples_per_shard
     release = options.release
     layout = {
@@ -459,9 +496,10 @@ def _write_shards(
         "samples_per_shard": per,
         "first": ordered[:1],
         "last": ordered[-1:],
+        "codecs": options.codecs,
     }
     if state.read("group.json") != layout:
-        create_group(spec, release, len(ordered), per)
+        create_group(spec, release, len(ordered), per, portable=options.codecs == "portable")
         state.write(layout, "group.json")
         for name in state.listing("shards"):
             state.fs.rm_file(state.path("shards", name))
@@ -472,16 +510,20 @@ def _write_shards(
         for k, s in enumerate(range(0, len(ordered), per))
         if k not in done
     ]
+    late: list[dict[str, Any]] = []
     for result in runner.map(
         write_shard_task, jobs, source, spec, release, desc="write", progress=options.progress
     ):
+        if result.get("rejected"):
+            late.extend(result["rejected"])
+            continue
         state.write(result, "shards", f"{result['shard']:06d}.json")
         done[result["shard"]] = result
     entries: dict[str, ObjectEntry] = {}
     for result in done.values():
         for o in result["objects"]:
             entries[o["path"]] = ObjectEntry(**o)
-    return entries
+    return entries, late
 
 
 def _write_quarantine(

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lake.bigearthnet import TEXT_COLUMNS, TEXT_SPLITS, TEXT_TYPES
+from lake.config import StoreSpec
 from lake.errors import SourceError
 from pipelines.sources.base import Rejected
 
@@ -164,6 +165,8 @@ def read_annotations(
     path: str | os.PathLike[str],
     known: Mapping[str, str] | Collection[str] | KnownPairs,
     batch_size: int = 65_536,
+    *,
+    store: StoreSpec | None = None,
 ) -> Iterator[tuple[pa.RecordBatch, list[Rejected]]]:
     """Stream BigEarthNet.txt rows in checked, parsed batches.
 
@@ -172,6 +175,8 @@ def read_annotations(
         known: The pairs of the image side: ``patch_id -> s1_name`` (rows must name a known patch
             and its S1 name), or just the patch ids.
         batch_size: Rows per batch read from the file.
+        store: For a file on object storage (``path`` is then a URL): the S3 options of its
+            source (``source.store``).
 
     Yields:
         ``(valid, rejected)`` per batch: the valid rows with the official columns unchanged plus
@@ -186,7 +191,13 @@ def read_annotations(
     """
     name = os.fspath(path)
     try:
-        file = pq.ParquetFile(name)
+        if "://" in name and store is not None:
+            from pipelines.sources.location import SourceFiles
+
+            folder, base = name.rsplit("/", 1)
+            file = pq.ParquetFile(SourceFiles.of(folder, store).open(base))
+        else:
+            file = pq.ParquetFile(name)
     except (OSError, pa.ArrowInvalid) as exc:
         raise SourceError(f"{name}: not a readable parquet file ({exc})") from None
     check_schema(file.schema_arrow, name)

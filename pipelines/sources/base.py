@@ -8,10 +8,10 @@ are shared (:mod:`pipelines.sources.geotiff`, :func:`check_pair`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +29,9 @@ from lake.bigearthnet import (
 )
 from lake.errors import BadInput, SourceError
 from lake.names import S1_PATTERN, S2_PATTERN
+
+if TYPE_CHECKING:
+    from lake.config import StoreSpec
 
 #: Every band of a pair, by name: 12 S2 bands, VV/VH, the reference map.
 PAIR_BANDS: tuple[str, ...] = (*S2_BANDS, *S1_BANDS, REFERENCE_MAP.name)
@@ -75,6 +78,23 @@ class Pair:
             else:
                 out[spec.name] = self.bands[spec.name]
         return out
+
+
+@dataclass(frozen=True)
+class PairHeader:
+    """What the scan learns of a pair without decoding its pixels.
+
+    That its files are there and hold the expected bands, and its georeference.
+
+    Attributes:
+        patch_id: The S2 patch id.
+        epsg: EPSG code of the pair's UTM zone.
+        transform: Affine transform of the 10 m grid (from band B02).
+    """
+
+    patch_id: str
+    epsg: int
+    transform: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -146,6 +166,17 @@ class Source(Protocol):
         """
         ...
 
+    def scan_pair(self, patch_id: str, s1_name: str) -> PairHeader:
+        """Check one pair from its headers and georeference it, decoding no pixel.
+
+        What only pixels can show (non-finite values, undecodable data) is found by
+        :meth:`read_pair` when ingest writes the pair.
+
+        Raises:
+            BadInput: A file is missing, unreadable or not the expected band.
+        """
+        ...
+
     def orphans(self, known_patch_ids: set[str], known_s1_names: set[str]) -> list[Rejected]:
         """Files in the source that belong to no metadata row."""
         ...
@@ -178,6 +209,56 @@ def assemble_pair(
         epsg=ref[1],
         transform=ref[2],
     )
+
+
+def assemble_header(patch_id: str, bands: Mapping[str, Any]) -> PairHeader:
+    """The :class:`PairHeader` of a pair from its bands' headers, checked like decoded bands.
+
+    ``bands`` maps each band to anything with ``epsg`` and ``transform``; the checks are those of
+    :func:`assemble_pair`.
+
+    Raises:
+        BadInput: ``missing_band`` or ``crs_mismatch``.
+    """
+    missing = [b for b in PAIR_BANDS if b not in bands]
+    if missing:
+        raise BadInput(patch_id, "missing_band", f"no data for band(s) {', '.join(missing)}")
+    epsgs = {b: h.epsg for b, h in bands.items()}
+    if len(set(epsgs.values())) != 1:
+        raise BadInput(patch_id, "crs_mismatch", f"bands disagree on the CRS: {epsgs}")
+    ref = bands["B02"]
+    return PairHeader(patch_id, int(ref.epsg), tuple(ref.transform))
+
+
+def scan_batch(source: Source, rows: Sequence[tuple[str, str]]) -> list[PairHeader | BadInput]:
+    """:meth:`Source.scan_pair` of several pairs, together when the source can (``scan_pairs``).
+
+    A source on object storage fetches the pairs' files in one go; others go one by one.
+    """
+    many = getattr(source, "scan_pairs", None)
+    if many is not None:
+        return many(rows)
+    out: list[PairHeader | BadInput] = []
+    for patch_id, s1_name in rows:
+        try:
+            out.append(source.scan_pair(patch_id, s1_name))
+        except BadInput as exc:
+            out.append(exc)
+    return out
+
+
+def read_batch(source: Source, rows: Sequence[tuple[str, str]]) -> list[Pair | BadInput]:
+    """:meth:`Source.read_pair` of several pairs, together when the source can (``read_pairs``)."""
+    many = getattr(source, "read_pairs", None)
+    if many is not None:
+        return many(rows)
+    out: list[Pair | BadInput] = []
+    for patch_id, s1_name in rows:
+        try:
+            out.append(source.read_pair(patch_id, s1_name))
+        except BadInput as exc:
+            out.append(exc)
+    return out
 
 
 #: Reasons a metadata row is quarantined, in the order they are checked (the first one applies).
@@ -213,7 +294,9 @@ class CheckedMetadata:
         return ids, s1
 
 
-def check_metadata(path: str | Path, extra: Sequence[str | Path] = ()) -> CheckedMetadata:
+def check_metadata(
+    path: str | Path, extra: Sequence[str | Path] = (), *, store: StoreSpec | None = None
+) -> CheckedMetadata:
     """Read ``metadata.parquet`` (plus optional snow/cloud parquets) and check every row.
 
     A row is valid when its patch id and S1 name are BigEarthNet v2.0 names (ASCII only: a
@@ -223,19 +306,25 @@ def check_metadata(path: str | Path, extra: Sequence[str | Path] = ()) -> Checke
     never makes the whole file unusable: it is returned as a :class:`Rejected` for the quarantine
     report.
 
+    Args:
+        path: The metadata parquet.
+        extra: More metadata parquets.
+        store: For files on object storage (``path`` and ``extra`` are then URLs): the S3
+            options to read them with.
+
     Raises:
         SourceError: A file is missing or unreadable, or lacks a column or has one of the wrong
             type (then no row can be trusted).
     """
     tables = []
     rejected: list[Rejected] = []
-    for p in (path, *extra):
-        p = Path(p)
-        t = _read_metadata_file(p)
+    for given in (path, *extra):
+        p: Any = given if store is not None else Path(given)
+        t = _read_metadata_file(p, store)
         codes = _row_codes(t)
         tables.append((p, t, codes))
     # Duplicates across every file, among rows that are otherwise valid: the first is kept.
-    first: dict[str, tuple[Path, int]] = {}
+    first: dict[str, tuple[Any, int]] = {}
     dup_ids = _duplicated_ids([t.filter(pa.array(c == 0)) for _, t, c in tables])
     kept, dropped = [], []
     for p, t, codes in tables:
@@ -275,12 +364,23 @@ def read_metadata(path: str | Path, extra: Sequence[str | Path] = ()) -> pa.Tabl
     return checked.table
 
 
-def _read_metadata_file(p: Path) -> pa.Table:
+def _read_metadata_file(p: Any, store: StoreSpec | None = None) -> pa.Table:
     """One metadata parquet, its columns selected and cast to ``METADATA_SCHEMA``."""
-    if not p.exists():
+    if store is not None:
+        from pipelines.sources.location import SourceFiles
+
+        folder, name = str(p).rsplit("/", 1)
+        files = SourceFiles.of(folder, store)
+        try:
+            data: Any = pa.BufferReader(files.read(name))
+        except FileNotFoundError:
+            raise SourceError(f"{p}: metadata parquet does not exist") from None
+    elif not p.exists():
         raise SourceError(f"{p}: metadata parquet does not exist")
+    else:
+        data = p
     try:
-        t = pq.read_table(p)
+        t = pq.read_table(data)
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise SourceError(f"{p}: not a readable parquet file ({exc})") from None
     missing = [c for c in METADATA_COLUMNS if c not in t.column_names]
@@ -340,7 +440,7 @@ def _short(value: object, limit: int = 80) -> str:
 
 
 def _metadata_rejections(
-    t: pa.Table, codes: np.ndarray, path: Path, first: dict[str, tuple[Path, int]]
+    t: pa.Table, codes: np.ndarray, path: Any, first: dict[str, tuple[Any, int]]
 ) -> list[Rejected]:
     """The :class:`Rejected` of every invalid row of one metadata file."""
     bad = np.flatnonzero(codes)

@@ -32,7 +32,7 @@ class Band:
     Attributes:
         data: The 2-D array, native size and dtype.
         epsg: EPSG code of its CRS.
-        transform: Its affine transform (GDAL order: a, b, c, d, e, f).
+        transform: Its affine transform (affine / rasterio order: a, b, c, d, e, f).
     """
 
     data: np.ndarray
@@ -112,7 +112,36 @@ def check_finite(name: str, band: str, array: np.ndarray) -> np.ndarray:
     )
 
 
-def _decode(dataset: rasterio.io.DatasetReader, name: str, band: str) -> Band:
+@dataclass(frozen=True)
+class BandHeader:
+    """What the scan needs of one band, read from its header alone (no pixel is decoded).
+
+    Attributes:
+        epsg: EPSG code of its CRS.
+        transform: Its affine transform (affine / rasterio order: a, b, c, d, e, f).
+    """
+
+    epsg: int
+    transform: tuple[float, ...]
+
+
+#: Bytes the scan reads of a GeoTIFF: the header, IFD and GeoTIFF tags of the released files
+#: (GDAL writes them before the pixel data) fit well inside; more is read only when they do not.
+HEADER_BYTES = 4096
+
+
+def decode_pixels(page: tifffile.TiffPage) -> np.ndarray:
+    """Decode the pixels of a TIFF page (the one place tifffile decodes pixel data)."""
+    return page.asarray()
+
+
+def read_pixels(dataset: rasterio.io.DatasetReader) -> np.ndarray:
+    """Decode band 1 of a GDAL dataset (the one place GDAL decodes pixel data)."""
+    return dataset.read(1)
+
+
+def _gdal_header(dataset: rasterio.io.DatasetReader, name: str, band: str) -> BandHeader:
+    """Check a GDAL dataset's band count, layout, CRS and pixel size without reading pixels."""
     spec = spec_of(band)
     if dataset.count != 1:
         raise BadInput(name, "wrong_band_count", f"has {dataset.count} bands, expected 1")
@@ -123,16 +152,67 @@ def _decode(dataset: rasterio.io.DatasetReader, name: str, band: str) -> Band:
     if abs(res - spec.resolution_m) > 1e-6 or abs(dataset.transform.e + spec.resolution_m) > 1e-6:
         expected = f"expected {spec.resolution_m} m"
         raise BadInput(name, "wrong_resolution", f"{band} pixel size is {res} m, {expected}")
+    return BandHeader(int(dataset.crs.to_epsg()), tuple(dataset.transform)[:6])
+
+
+def _decode(dataset: rasterio.io.DatasetReader, name: str, band: str) -> Band:
+    header = _gdal_header(dataset, name, band)
     try:
-        data = dataset.read(1)
+        data = read_pixels(dataset)
     except RasterioIOError as exc:
         raise BadInput(name, "unreadable", f"pixel data cannot be decoded ({exc})") from None
     check_finite(name, band, data)
-    return Band(data=data, epsg=int(dataset.crs.to_epsg()), transform=tuple(dataset.transform)[:6])
+    return Band(data=data, epsg=header.epsg, transform=header.transform)
 
 
 #: GeoKey ids: GTRasterTypeGeoKey (1 area, 2 point) and ProjectedCSTypeGeoKey (the EPSG code).
 _RASTER_TYPE_KEY, _PROJECTED_CRS_KEY = 1025, 3072
+
+
+def _tiff_header(
+    tif: tifffile.TiffFile, name: str, band: str, size: int | None
+) -> BandHeader | None:
+    """The georeference of a plain single-band GeoTIFF from its tags, or None if not plain.
+
+    The tags are ModelPixelScale, ModelTiepoint and GeoKeyDirectory; no pixel is decoded.
+
+    Args:
+        tif: The open file.
+        name: What to call it in errors.
+        band: The band it must hold.
+        size: The file's size in bytes, when known: pixel data past it is ``truncated``.
+
+    Raises:
+        BadInput: ``truncated``, the checks of :func:`check_layout`, ``wrong_resolution``.
+    """
+    page = tif.pages.first
+    tags = page.tags
+    plain = len(tif.pages) == 1 and page.samplesperpixel == 1 and page.dtype is not None
+    if not plain or "ModelPixelScaleTag" not in tags:
+        return None
+    ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=True)]
+    if not ends:
+        return None
+    if size is not None and max(ends) > size:
+        raise BadInput(
+            name,
+            "truncated",
+            f"pixel data ends at byte {max(ends)} but the file has {size} bytes",
+        )
+    check_layout(name, band, page.shape, str(page.dtype))
+    keys = list(tags["GeoKeyDirectoryTag"].value)
+    geokeys = {keys[i]: keys[i + 3] for i in range(4, len(keys), 4) if keys[i + 1] == 0}
+    epsg = geokeys.get(_PROJECTED_CRS_KEY)
+    if not epsg or epsg == 32767 or geokeys.get(_RASTER_TYPE_KEY, 1) != 1:
+        return None
+    sx, sy = tags["ModelPixelScaleTag"].value[:2]
+    i, j, _, x, y = tags["ModelTiepointTag"].value[:5]
+    spec = spec_of(band)
+    if abs(sx - spec.resolution_m) > 1e-6 or abs(sy - spec.resolution_m) > 1e-6:
+        expected = f"expected {spec.resolution_m} m"
+        raise BadInput(name, "wrong_resolution", f"{band} pixel size is {sx} m, {expected}")
+    transform = (float(sx), 0.0, float(x - i * sx), 0.0, float(-sy), float(y + j * sy))
+    return BandHeader(int(epsg), transform)
 
 
 def _fast_decode(data: bytes, name: str, band: str) -> Band | None:
@@ -149,39 +229,59 @@ def _fast_decode(data: bytes, name: str, band: str) -> Band | None:
 
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            page = tif.pages.first
-            tags = page.tags
-            plain = len(tif.pages) == 1 and page.samplesperpixel == 1 and page.dtype is not None
-            if not plain or "ModelPixelScaleTag" not in tags:
+            header = _tiff_header(tif, name, band, len(data))
+            if header is None:
                 return None
-            ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=True)]
-            if not ends or max(ends) > len(data):
-                raise BadInput(
-                    name,
-                    "truncated",
-                    f"pixel data ends at byte {max(ends, default=0)} but the "
-                    f"file has {len(data)} bytes",
-                )
-            check_layout(name, band, page.shape, str(page.dtype))
-            keys = list(tags["GeoKeyDirectoryTag"].value)
-            geokeys = {keys[i]: keys[i + 3] for i in range(4, len(keys), 4) if keys[i + 1] == 0}
-            epsg = geokeys.get(_PROJECTED_CRS_KEY)
-            if not epsg or epsg == 32767 or geokeys.get(_RASTER_TYPE_KEY, 1) != 1:
-                return None
-            sx, sy = tags["ModelPixelScaleTag"].value[:2]
-            i, j, _, x, y = tags["ModelTiepointTag"].value[:5]
-            pixels = page.asarray()
+            pixels = decode_pixels(tif.pages.first)
     except BadInput:
         raise
     except Exception:  # tifffile raises many types on odd files: let GDAL decide
         return None
-    spec = spec_of(band)
-    if abs(sx - spec.resolution_m) > 1e-6 or abs(sy - spec.resolution_m) > 1e-6:
-        expected = f"expected {spec.resolution_m} m"
-        raise BadInput(name, "wrong_resolution", f"{band} pixel size is {sx} m, {expected}")
-    transform = (float(sx), 0.0, float(x - i * sx), 0.0, float(-sy), float(y + j * sy))
     check_finite(name, band, pixels)
-    return Band(data=pixels, epsg=int(epsg), transform=transform)
+    return Band(data=pixels, epsg=header.epsg, transform=header.transform)
+
+
+def read_band_header(data: bytes, name: str, band: str, size: int | None = None) -> BandHeader:
+    """Check one band and read its georeference from the start of its file, decoding no pixel.
+
+    What only the pixels can show (values that are not finite, compressed data that does not
+    decode, pixel data cut short when ``size`` is unknown) is found when the pair is decoded
+    for writing (``pipelines.jobs.ingest``).
+
+    Args:
+        data: The file's first bytes (at least :data:`HEADER_BYTES`, or the whole file).
+        name: What to call it in errors.
+        band: The band it must hold.
+        size: The whole file's size, when known (then truncation is checked here).
+
+    Raises:
+        BadInput: The header is not a readable GeoTIFF of that band (``unreadable``,
+            ``truncated``, ``wrong_shape``, ``wrong_dtype``, ``no_crs``, ``wrong_resolution``...).
+        HeaderIncomplete: ``data`` is a prefix that does not hold the whole header.
+    """
+    import io
+
+    partial = size is not None and len(data) < size
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            header = _tiff_header(tif, name, band, size)
+    except BadInput:
+        raise
+    except Exception:  # tifffile raises many types on odd files
+        header = None
+    if header is not None:
+        return header
+    if partial:
+        raise HeaderIncomplete(name)
+    try:
+        with MemoryFile(data) as mem, mem.open() as ds:
+            return _gdal_header(ds, name, band)
+    except RasterioIOError as exc:
+        raise BadInput(name, "unreadable", f"not a readable GeoTIFF ({exc})") from None
+
+
+class HeaderIncomplete(Exception):
+    """The bytes given to :func:`read_band_header` end before the header does: read it all."""
 
 
 def read_band_file(path: str | os.PathLike[str], band: str) -> Band:

@@ -20,7 +20,7 @@ from lake.bigearthnet import ARRAYS
 from lake.config import StoreSpec
 from lake.patchstore import array_of
 from lake.reader import Release
-from pipelines.sources.base import METADATA_SCHEMA, CheckedMetadata, Pair, Rejected
+from pipelines.sources.base import METADATA_SCHEMA, CheckedMetadata, Pair, PairHeader, Rejected
 
 
 class LakeSource:
@@ -87,8 +87,13 @@ class LakeSource:
         rows = self.metadata()
         return CheckedMetadata(rows, (), rows.slice(0, 0))
 
-    def read_pair(self, patch_id: str, s1_name: str) -> Pair:
-        """One pair, as stored in the release (bit-exact)."""
+    def scan_pair(self, patch_id: str, s1_name: str) -> PairHeader:
+        """A stored pair's georeference, from the release's table (nothing is decoded)."""
+        _, epsg, transform = self._georef()[patch_id]
+        return PairHeader(patch_id, epsg, transform)
+
+    def _georef(self) -> dict[str, tuple[int, int, tuple[float, ...]]]:
+        """``patch_id -> (sample_index, epsg, transform)`` of the release, read once."""
         if "georef" not in self._cache:
             t = self._rows()
             self._cache["georef"] = {
@@ -101,7 +106,11 @@ class LakeSource:
                     strict=True,
                 )
             }
-        index, epsg, transform = self._cache["georef"][patch_id]
+        return self._cache["georef"]
+
+    def read_pair(self, patch_id: str, s1_name: str) -> Pair:
+        """One pair, as stored in the release (bit-exact)."""
+        index, epsg, transform = self._georef()[patch_id]
         group = self._rel().group
         bands: dict[str, np.ndarray] = {}
         for a in ARRAYS:

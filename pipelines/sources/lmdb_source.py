@@ -27,13 +27,15 @@ from lake.names import S1_PATTERN, parse_patch_id, parse_s1_name
 from pipelines.sources.base import (
     CheckedMetadata,
     Pair,
+    PairHeader,
     Rejected,
+    assemble_header,
     assemble_pair,
     check_metadata,
     no_metadata,
     stamp,
 )
-from pipelines.sources.geotiff import check_array, spec_of
+from pipelines.sources.geotiff import BandHeader, check_array, check_layout, spec_of
 
 #: Suffix of the reference-map keys, and the tensor name inside their blobs.
 MAP_KEY_SUFFIX = "_reference_map"
@@ -90,6 +92,50 @@ def iter_keys(env: lmdb.Environment) -> Iterator[str]:
     with env.begin(buffers=True) as txn, txn.cursor() as cursor:
         for key in cursor.iternext(keys=True, values=False):
             yield bytes(key).decode("utf-8", errors="replace")
+
+
+#: safetensors dtype codes of the bands the lake holds, as NumPy dtype names.
+_SAFETENSORS_DTYPES = {
+    "U16": "uint16",
+    "F32": "float32",
+    "I16": "int16",
+    "F64": "float64",
+    "U8": "uint8",
+    "I32": "int32",
+    "U32": "uint32",
+    "F16": "float16",
+}
+
+
+def tensor_headers(blob: bytes | None, subject: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``tensor -> (shape, dtype)`` of a safetensors blob, from its JSON header alone.
+
+    No tensor is loaded. The format: 8 bytes of header length (little endian), the JSON header.
+
+    Raises:
+        BadInput: ``missing_key``, or ``unreadable`` when the header is not safetensors' or a
+            tensor's data runs past the blob.
+    """
+    import struct
+
+    if blob is None:
+        raise BadInput(subject, "missing_key", "key not in the LMDB")
+    raw = bytes(blob[:8])
+    try:
+        (n,) = struct.unpack("<Q", raw)
+        header = json.loads(bytes(blob[8 : 8 + n]))
+        out = {}
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            end = entry["data_offsets"][1]
+            if 8 + n + end > len(blob):
+                raise ValueError(f"tensor {name} ends at byte {8 + n + end} of {len(blob)}")
+            dtype = _SAFETENSORS_DTYPES.get(entry["dtype"], str(entry["dtype"]).lower())
+            out[name] = (tuple(int(d) for d in entry["shape"]), dtype)
+    except Exception as exc:  # struct, JSON, key and type errors on garbage
+        raise BadInput(subject, "unreadable", f"not a readable safetensors blob ({exc})") from None
+    return out
 
 
 def load_tensors(blob: bytes | None, subject: str) -> dict[str, np.ndarray]:
@@ -201,6 +247,60 @@ class LmdbSource:
             transform = grid.patch_transform(s2.x, s2.y, spec_of(band).resolution_m)
             bands[band] = (array, grid.epsg, tuple(transform)[:6])
         return assemble_pair(patch_id, s1_name, bands)
+
+    def scan_pair(self, patch_id: str, s1_name: str) -> PairHeader:
+        """Check one pair's keys and tensors from the safetensors headers, georeferenced.
+
+        No tensor is loaded; the georeference comes from the patch grid.
+
+        Raises:
+            BadInput: As :meth:`read_pair`, for what the headers show.
+        """
+        s2 = parse_patch_id(patch_id)
+        parse_s1_name(s1_name)
+        map_key = patch_id + MAP_KEY_SUFFIX
+        blobs = self._blobs(patch_id, s1_name, map_key)
+        grid = tile_grid(s2.tile)
+        headers: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {}
+        bands = {}
+        for key, tensor, band in self._layout(patch_id, s1_name, map_key):
+            if key not in headers:
+                headers[key] = tensor_headers(blobs[key], f"{self.name}:{key}")
+            subject = f"{self.name}:{key}/{tensor}"
+            if tensor not in headers[key]:
+                raise BadInput(subject, "missing_band", f"tensor {tensor} not in the blob")
+            check_layout(subject, band, *headers[key][tensor])
+            transform = grid.patch_transform(s2.x, s2.y, spec_of(band).resolution_m)
+            bands[band] = BandHeader(grid.epsg, tuple(transform)[:6])
+        return assemble_header(patch_id, bands)
+
+    @staticmethod
+    def _layout(patch_id: str, s1_name: str, map_key: str) -> list[tuple[str, str, str]]:
+        """``(key, tensor, band)`` of every band of a pair."""
+        layout = [(patch_id, b, b) for b in S2_BANDS] + [(s1_name, b, b) for b in S1_BANDS]
+        layout.append((map_key, MAP_TENSOR, REFERENCE_MAP.name))
+        return layout
+
+    def _blobs(self, patch_id: str, s1_name: str, map_key: str) -> dict[str, bytes]:
+        """The three blobs of a pair (copied out of the LMDB), every one present.
+
+        Raises:
+            BadInput: ``no_files``, ``missing_key`` or ``missing_band`` (no reference map).
+        """
+        with reader(self.path).begin() as txn:
+            got = {k: txn.get(k.encode()) for k in (patch_id, s1_name, map_key)}
+        if all(b is None for b in got.values()):
+            raise BadInput(patch_id, "no_files", f"no key of this pair in {self.path}")
+        for key in (patch_id, s1_name):
+            if got[key] is None:
+                raise BadInput(f"{self.name}:{key}", "missing_key", f"key not in {self.path}")
+        if got[map_key] is None:
+            raise BadInput(
+                f"{self.name}:{map_key}",
+                "missing_band",
+                f"no reference map in {self.path} (was it encoded without maps?)",
+            )
+        return {k: bytes(v) for k, v in got.items() if v is not None}
 
     def orphans(self, known_patch_ids: set[str], known_s1_names: set[str]) -> list[Rejected]:
         """Keys whose patch id or S1 name is in no metadata row (one rejection per key)."""

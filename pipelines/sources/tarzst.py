@@ -13,10 +13,11 @@ last zstd frame is complete and raises otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, ClassVar
@@ -26,20 +27,25 @@ import pyarrow as pa
 import zstandard
 from tqdm import tqdm
 
+from lake.config import StoreSpec, store_spec
 from lake.errors import BadInput, SourceError
 from lake.names import MAPS_ROOT, S1_ROOT, S2_ROOT, pair_files, split_member
 from pipelines.sources.base import (
     CheckedMetadata,
     Pair,
+    PairHeader,
     Rejected,
+    assemble_header,
     assemble_pair,
     check_metadata,
     no_metadata,
     stamp,
 )
-from pipelines.sources.folders import metadata_paths
-from pipelines.sources.geotiff import Band, read_band_bytes
+from pipelines.sources.folders import METADATA_FILE, metadata_paths, or_error, stamp_url
+from pipelines.sources.geotiff import Band, read_band_bytes, read_band_header
 from pipelines.sources.lmdb_source import forget_reader, iter_keys, reader
+from pipelines.sources.location import SourceFiles, is_url
+from pipelines.sources.packs import PackStage, StageReport, folder_of
 
 #: The archive of each top-level folder.
 ARCHIVES: dict[str, str] = {top: f"{top}.tar.zst" for top in (S2_ROOT, S1_ROOT, MAPS_ROOT)}
@@ -116,6 +122,14 @@ class ZstdStream:
         return b"".join(outs)
 
 
+def _stream_members(raw: BinaryIO, top: str) -> Iterator[tuple[str, bytes]]:
+    """``(staging key, bytes)`` of every regular file of a ``.tar.zst`` stream, in order."""
+    with _open_stream(raw) as tar:
+        for info in tar:
+            if info.isfile():
+                yield _member_key(info.name, top), tar.extractfile(info).read()  # type: ignore[union-attr]
+
+
 def _open_stream(raw: BinaryIO) -> tarfile.TarFile:
     """A tar stream (``r|``: forward only, nothing extracted) over a zstd-compressed file."""
     return tarfile.open(fileobj=ZstdStream(raw), mode="r|")  # type: ignore[call-overload]
@@ -162,6 +176,17 @@ def _delete_prefix(txn: lmdb.Transaction, prefix: bytes) -> int:
     return n
 
 
+def _counted(
+    raw: BinaryIO, total: int | None, desc: str, progress: bool
+) -> contextlib.AbstractContextManager[BinaryIO]:
+    """``raw`` with a tqdm bar over its reads when ``progress`` (no bar, no tqdm thread, else)."""
+    if not progress:
+        return contextlib.nullcontext(raw)
+    return tqdm.wrapattr(
+        raw, "read", total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024
+    )
+
+
 def iter_members(archive: Path, progress: bool = False) -> Iterator[tuple[str, bytes]]:
     """``(path, bytes)`` of every regular file of a ``.tar.zst``, streamed in archive order.
 
@@ -170,16 +195,7 @@ def iter_members(archive: Path, progress: bool = False) -> Iterator[tuple[str, b
     """
     with (
         open(archive, "rb") as raw,
-        tqdm.wrapattr(
-            raw,
-            "read",
-            total=os.path.getsize(archive),
-            desc=archive.name,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            disable=not progress,
-        ) as counted,
+        _counted(raw, os.path.getsize(archive), archive.name, progress) as counted,
         _open_stream(counted) as tar,
     ):
         for info in tar:
@@ -251,15 +267,23 @@ def stage_archive(env: lmdb.Environment, archive: Path, top: str, progress: bool
 class TarZstSource:
     """The official ``.tar.zst`` archives plus ``metadata.parquet``, staged into a local LMDB.
 
+    With ``store`` (archives on object storage) or a URL as ``staging_dir``, the archives are
+    streamed from wherever they are and staged as compressed packs
+    (:mod:`pipelines.sources.packs`) at the staging location, which every worker of a cluster
+    reads: no shared disk is needed.
+
     Attributes:
         root: The folder holding ``BigEarthNet-S2.tar.zst``, ``BigEarthNet-S1.tar.zst``,
-            ``Reference_Maps.tar.zst`` and ``metadata.parquet``.
+            ``Reference_Maps.tar.zst`` and ``metadata.parquet``; its URL when ``store`` is given.
         staging_dir: Where the staging LMDB goes (default ``<root>/.lake-staging``; give a local
             cache folder when the root is read-only or slow: ``lake ingest --staging-dir``). It
             needs about 313 KB per pair, about 172 GB for the whole set (:func:`staging_need`).
         metadata_path: The metadata parquet (default ``<root>/metadata.parquet``).
         extra_metadata: More metadata parquets to include (e.g. the snow/cloud one).
         text_path: The BigEarthNet.txt parquet that comes with it, or None.
+        store: For archives on object storage: the root's URL with the S3 options to read it
+            (the staging location, when a URL, is read with the same options); None when local.
+        staging_store: For local archives staged at a URL: the S3 options to write it with.
     """
 
     root: str
@@ -267,6 +291,8 @@ class TarZstSource:
     metadata_path: str | None = None
     extra_metadata: tuple[str, ...] = ()
     text_path: str | None = None
+    store: StoreSpec | None = None
+    staging_store: StoreSpec | None = None
     kind: ClassVar[str] = "tar.zst"
 
     def __post_init__(self) -> None:
@@ -279,8 +305,30 @@ class TarZstSource:
 
     @property
     def staging(self) -> str:
-        """The staging LMDB folder."""
-        return self.staging_dir or os.path.join(self.root, STAGING_DIRNAME)
+        """The staging folder (or URL)."""
+        if self.staging_dir:
+            return self.staging_dir
+        if self.store is not None:
+            return f"{self.root.rstrip('/')}/{STAGING_DIRNAME}"
+        return os.path.join(self.root, STAGING_DIRNAME)
+
+    @property
+    def uses_packs(self) -> bool:
+        """Whether the archives are staged as compressed packs (archives or staging not local)."""
+        return self.store is not None or is_url(self.staging)
+
+    def packs(self) -> PackStage:
+        """The pack stage (see :mod:`pipelines.sources.packs`)."""
+        if is_url(self.staging):
+            return PackStage(SourceFiles.of(self.staging, self.store or self.staging_store))
+        return PackStage(SourceFiles(store_spec(self.staging, environ={})))
+
+    def _archive_files(self) -> SourceFiles:
+        return SourceFiles(self.store or store_spec(self.root, environ={}))
+
+    def _metadata_urls(self) -> list[str]:
+        main = self.metadata_path or f"{self.root.rstrip('/')}/{METADATA_FILE}"
+        return [main, *self.extra_metadata]
 
     def archive(self, top: str) -> Path:
         """The archive file of a top-level folder."""
@@ -288,6 +336,17 @@ class TarZstSource:
 
     def fingerprint(self) -> str:
         """Root, size/mtime of the three archives and of the metadata parquets."""
+        if self.store is not None:
+            files = self._archive_files()
+            return json.dumps(
+                {
+                    "kind": self.kind,
+                    "root": files.url,
+                    "archives": {a: files.stamp(a) for a in ARCHIVES.values()},
+                    "metadata": [stamp_url(files, u) for u in self._metadata_urls()],
+                },
+                sort_keys=True,
+            )
         main, extra = metadata_paths(self.root, self.metadata_path, self.extra_metadata)
         return json.dumps(
             {
@@ -301,6 +360,9 @@ class TarZstSource:
 
     def staged(self) -> dict[str, bool]:
         """For each archive, whether a complete stage of its current version exists."""
+        if self.uses_packs:
+            stage, files = self.packs(), self._archive_files()
+            return {a: stage.staged(a, files.stamp(a)) for a in ARCHIVES.values()}
         if not os.path.exists(os.path.join(self.staging, "data.mdb")):
             return dict.fromkeys(ARCHIVES.values(), False)
         with reader(self.staging).begin() as txn:
@@ -319,6 +381,9 @@ class TarZstSource:
         Raises:
             SourceError: An archive is missing, corrupt or truncated.
         """
+        if self.uses_packs:
+            self._prepare_packs(progress)
+            return
         missing = [str(self.archive(t)) for t in ARCHIVES if not self.archive(t).is_file()]
         if missing:
             raise SourceError(f"missing archive(s) {', '.join(missing)}")
@@ -347,12 +412,46 @@ class TarZstSource:
         if errors:
             raise SourceError("; ".join(errors))
 
+    def _prepare_packs(self, progress: bool) -> list[StageReport]:
+        """Stream every archive not staged yet into the pack stage; return what was staged.
+
+        Raises:
+            SourceError: An archive is missing, corrupt or truncated, or the source cannot be read.
+        """
+        files = self._archive_files()
+        if self.store is not None:
+            files.check_reachable()
+        missing = [files.name(a) for a in ARCHIVES.values() if files.info(a) is None]
+        if missing:
+            raise SourceError(f"missing archive(s) {', '.join(missing)}")
+        stage, errors, done = self.packs(), [], []
+        for top, name in ARCHIVES.items():
+            fingerprint = files.stamp(name)
+            if stage.staged(name, fingerprint):
+                continue
+            size = (files.info(name) or {}).get("size")
+            with (
+                files.open(name) as raw,
+                _counted(raw, size, name, progress) as counted,
+            ):
+                members = _stream_members(counted, top)
+                try:
+                    done.append(stage.stage(name, members, fingerprint))
+                except SourceError as exc:
+                    errors.append(str(exc).replace(name, files.name(name), 1))
+        if errors:
+            raise SourceError("; ".join(errors))
+        return done
+
     def metadata(self) -> pa.Table:
         """The valid metadata rows, sorted by patch_id (invalid ones: :meth:`checked_metadata`)."""
         return self.checked_metadata().table
 
     def checked_metadata(self) -> CheckedMetadata:
         """The valid metadata rows and a rejection for each invalid one."""
+        if self.store is not None:
+            urls = self._metadata_urls()
+            return check_metadata(urls[0], urls[1:], store=self.store)
         main, extra = metadata_paths(self.root, self.metadata_path, self.extra_metadata)
         return check_metadata(main, extra)
 
@@ -397,17 +496,102 @@ class TarZstSource:
                 otherwise the first bad member as ``<archive>:<member>``.
             SourceError: The archives are not staged.
         """
+        return self._read(patch_id, s1_name, None)
+
+    def _read(self, patch_id: str, s1_name: str, found: dict[str, bytes] | None) -> Pair:
         files = pair_files(patch_id, s1_name)
-        with self._staged_reader().begin() as txn:
-            raw = {band: txn.get(rel.encode()) for band, rel in files.items()}
-            if all(data is None for data in raw.values()):
-                raise BadInput(patch_id, "no_files", f"no member for this patch in {self.root}")
-            blobs = {b: self._get(files[b], txn) if d is None else d for b, d in raw.items()}
+        blobs = self._members(patch_id, files, found)
         bands = {}
         for band, data in blobs.items():
             decoded = read_band_bytes(data, self.member_name(files[band]), band)
             bands[band] = (decoded.data, decoded.epsg, decoded.transform)
         return assemble_pair(patch_id, s1_name, bands)
+
+    def scan_pair(self, patch_id: str, s1_name: str) -> PairHeader:
+        """Check the 15 staged members of one pair from their headers; decode no pixel.
+
+        Raises:
+            BadInput: As :meth:`read_pair`, for what a header shows.
+            SourceError: The archives are not staged.
+        """
+        return self._scan(patch_id, s1_name, None)
+
+    def _scan(self, patch_id: str, s1_name: str, found: dict[str, bytes] | None) -> PairHeader:
+        files = pair_files(patch_id, s1_name)
+        blobs = self._members(patch_id, files, found)
+        bands = {
+            band: read_band_header(data, self.member_name(files[band]), band, len(data))
+            for band, data in blobs.items()
+        }
+        return assemble_header(patch_id, bands)
+
+    def _members(
+        self, patch_id: str, files: dict[str, str], found: dict[str, bytes] | None = None
+    ) -> dict[str, bytes]:
+        """The staged bytes of a pair's members, by band.
+
+        Raises:
+            BadInput: ``no_files`` when none was staged, else ``missing_file`` for the first.
+        """
+        if self.uses_packs:
+            return self._pack_members(patch_id, files, found)
+        with self._staged_reader().begin() as txn:
+            raw = {band: txn.get(rel.encode()) for band, rel in files.items()}
+            if all(data is None for data in raw.values()):
+                raise BadInput(patch_id, "no_files", f"no member for this patch in {self.root}")
+            return {b: self._get(files[b], txn) if d is None else d for b, d in raw.items()}
+
+    def _fetch_packed(self, relpaths: Iterable[str]) -> dict[str, bytes]:
+        """Staged members by path, their runs fetched together (one ranged GET per run)."""
+        stage = self.packs()
+        by_archive: dict[str, set[str]] = {}
+        for rel in relpaths:
+            by_archive.setdefault(ARCHIVES[rel.split("/", 1)[0]], set()).add(folder_of(rel))
+        found: dict[str, bytes] = {}
+        for archive, folders in by_archive.items():
+            for folder, members in stage.read_folders(archive, sorted(folders)).items():
+                found.update({f"{folder}/{name}": data for name, data in members.items()})
+        return found
+
+    def read_pairs(self, rows: Sequence[tuple[str, str]]) -> list[Pair | BadInput]:
+        """Decode several pairs; from a pack stage their runs are fetched together."""
+        found = self._prefetch(rows)
+        return [or_error(self._read, pid, s1, found) for pid, s1 in rows]
+
+    def scan_pairs(self, rows: Sequence[tuple[str, str]]) -> list[PairHeader | BadInput]:
+        """Scan several pairs; from a pack stage their runs are fetched together."""
+        found = self._prefetch(rows)
+        return [or_error(self._scan, pid, s1, found) for pid, s1 in rows]
+
+    def _prefetch(self, rows: Sequence[tuple[str, str]]) -> dict[str, bytes] | None:
+        if not self.uses_packs:
+            return None
+        return self._fetch_packed(rel for pid, s1 in rows for rel in pair_files(pid, s1).values())
+
+    def _pack_members(
+        self, patch_id: str, files: dict[str, str], found: dict[str, bytes] | None = None
+    ) -> dict[str, bytes]:
+        """A pair's members from the pack stage (one ranged GET per archive), by band.
+
+        Raises:
+            BadInput: ``no_files`` when none was staged, else ``missing_file`` for the first.
+        """
+        stage = self.packs()
+        if found is None:
+            found = self._fetch_packed(files.values())
+        if not any(rel in found for rel in files.values()):
+            raise BadInput(patch_id, "no_files", f"no member for this patch in {self.root}")
+        out = {}
+        for band, rel in files.items():
+            if rel not in found:
+                archive = ARCHIVES[rel.split("/", 1)[0]]
+                marker = stage.marker(archive) or {}
+                why = "not in the archive"
+                if not marker.get("complete"):
+                    why += f" (staging of {archive} did not finish: it is corrupt or truncated)"
+                raise BadInput(self.member_name(rel), "missing_file", why)
+            out[band] = found[rel]
+        return out
 
     def orphans(self, known_patch_ids: set[str], known_s1_names: set[str]) -> list[Rejected]:
         """Staged member folders whose name is in no metadata row (one rejection per folder).
@@ -417,6 +601,18 @@ class TarZstSource:
         """
         out: list[Rejected] = []
         seen: set[str] = set()
+        if self.uses_packs:
+            stage = self.packs()
+            for top, archive in ARCHIVES.items():
+                for folder in stage.folders(archive):
+                    steps = folder.split("/")
+                    if len(steps) != 3 or steps[0] != top or folder in seen:
+                        continue
+                    seen.add(folder)
+                    name = steps[2]
+                    if name not in (known_s1_names if top == S1_ROOT else known_patch_ids):
+                        out.append(no_metadata(self.member_name(folder), name))
+            return out
         for key in iter_keys(self._staged_reader()):
             parts = split_member(key)
             folder = key.rsplit("/", 1)[0]

@@ -44,13 +44,17 @@ def assert_lake_equals_source(spec, source) -> None:
         assert got["metadata"]["s1_name"] == s1
 
 
-@pytest.mark.parametrize("backend", ["file", pytest.param("s3", marks=pytest.mark.s3)])
-def test_round_trip_is_bit_exact(source_dir, backend, tmp_path, request):
-    spec = (
-        store_spec(str(tmp_path / "lake"), environ={})
-        if backend == "file"
-        else s3_spec_for(request.getfixturevalue("s3_server"))
-    )
+@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.s3)])
+def lake_spec(request, tmp_path):
+    """An empty lake in a folder or on the session's S3 endpoint (started here, in the setup,
+    so the leak check does not take the endpoint for a process the test left running)."""
+    if request.param == "file":
+        return store_spec(str(tmp_path / "lake"), environ={})
+    return s3_spec_for(request.getfixturevalue("s3_server"))
+
+
+def test_round_trip_is_bit_exact(source_dir, lake_spec):
+    spec = lake_spec
     source = open_source(source_dir)
     report = ingest(source, spec, OPTS, THREADS)
     assert report.patches == N and report.n_quarantined == 0
