@@ -7,7 +7,7 @@ Usage: ``python benchmarks/timeseries.py [--patches 24] [--scenes-per-month 6]
 1. A test lake of ``--patches`` pairs (real metadata rows, synthetic pixels;
    :mod:`tests.support.lakes`), all of them selected.
 2. **scenes**: for each of ``--scenes-per-month`` dates of June 2019 (a 5-day revisit gives 6),
-   one Sentinel-2 L2A-like scene around each patch (:mod:`tests.support.scenes`: COGs on local
+   one Sentinel-2 L2A-like scene around each patch (:mod:`pipelines.synth.scenes`: COGs on local
    disk, 13 band files, the tile's real UTM grid), served by ``rustac serve`` on loopback. Not
    part of any figure.
 3. For each ``--cluster``: :func:`pipelines.jobs.timeseries.cut_timeseries` end to end (search
@@ -50,8 +50,9 @@ from pipelines.jobs.timeseries import (  # noqa: E402
     cut_timeseries,
     patch_bounds,
 )
+from pipelines.local.stac import StacServer  # noqa: E402
+from pipelines.synth.scenes import scenes_around  # noqa: E402
 from tests.support.lakes import LakeRecipe, build, copy_lake  # noqa: E402
-from tests.support.scenes import StacServer, scenes_around  # noqa: E402
 
 ALL_PAIRS = 549_488
 

@@ -2,7 +2,8 @@
 
 ``synthesize`` writes a source in any of the three official formats (the ``lake synth`` command);
 ``annotations_for`` produces the BigEarthNet.txt rows alone, identical to those ``synthesize``
-writes for the same rows and seed.
+writes for the same rows and seed. :mod:`pipelines.synth.scenes` writes Sentinel-2 L2A scenes
+(COGs and their STAC Items) around patches, what the time-series job cuts.
 """
 
 from pipelines.synth.generate import DEFAULT_METADATA, SynthReport, draw, synthesize

@@ -17,8 +17,9 @@ from lake.reader import open_lake
 from lake.timeseries import TimeSeries, parts_of
 from pipelines.cluster.spec import ClusterSpec
 from pipelines.jobs.timeseries import Selection, TimeSeriesOptions, cut_timeseries, patch_bounds
+from pipelines.local.stac import StacServer
+from pipelines.synth.scenes import expected, scenes_around
 from tests.support.lakes import LakeRecipe, TestLake, copy_lake
-from tests.support.scenes import StacServer, expected, scenes_around
 from tests.support.stac import validate
 
 LAKE = LakeRecipe(20, 5, per_shard=8, scan_batch=8)

@@ -33,10 +33,11 @@ from pipelines.jobs.timeseries import (
     periods_of,
 )
 from pipelines.jobs.verify import verify_release
+from pipelines.local.stac import StacServer
 from pipelines.sources.scenes import SceneSearchError, parse_datetime
+from pipelines.synth.scenes import SceneSet, expected, scenes_around
 from tests.conftest import s3_spec_for
 from tests.support.lakes import LakeRecipe, TestLake, copy_lake, upload_lake
-from tests.support.scenes import SceneSet, StacServer, expected, scenes_around
 
 LAKE = LakeRecipe(20, 5, per_shard=8, scan_batch=8)
 #: Three dates: old baseline; baseline 05.09 (stored + 1000); one too cloudy for --max-cloud 50.

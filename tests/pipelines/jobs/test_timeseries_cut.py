@@ -23,7 +23,14 @@ from pipelines.sources.scenes import (
     needs_harmonising,
     parse_datetime,
 )
-from tests.support.scenes import Scene, expected, window_around, write_scene
+from pipelines.synth.scenes import (
+    Scene,
+    expected,
+    seasonal_greenness,
+    value,
+    window_around,
+    write_scene,
+)
 
 SAMPLE = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_75_43"
 GROUPS = (S2_10M, S2_20M, S2_60M)
@@ -136,6 +143,29 @@ def test_either_catalogues_keys_and_the_baseline_offset(tmp_path: Path, keys: st
     raw = cut_patch(items, 32633, patch, harmonised=False)
     np.testing.assert_array_equal(raw["s2_10m"][1], cut["s2_10m"][1] + 1000)
     np.testing.assert_array_equal(raw["scl"], cut["scl"])  # SCL is never offset
+
+
+def test_seasonal_scenes_are_cut_exactly_and_follow_the_season(tmp_path: Path) -> None:
+    """Scenes with a greenness (what notebooks/07 plots): still bit-exact, NDVI up in summer."""
+    window = (300000.0, 5340000.0, 302400.0, 5342400.0)
+    patch = (300600.0, 5340600.0, 301800.0, 5341800.0)
+    dates = (datetime(2019, 4, 1, tzinfo=UTC), datetime(2019, 6, 24, tzinfo=UTC))
+    scenes = [
+        Scene(i, "33UUP", 32633, window, when, greenness=seasonal_greenness(0, when))
+        for i, when in enumerate(dates)
+    ]
+    items = [pystac.Item.from_dict(write_scene(s, tmp_path)) for s in scenes]
+    cut = cut_patch(items, 32633, patch)
+    for g in GROUPS:
+        for j, band in enumerate(g.bands):
+            for t, s in enumerate(scenes):
+                want = expected(s.index, band, patch, greenness=s.greenness)
+                np.testing.assert_array_equal(cut[g.name][t, j], want)
+    red, nir = (cut["s2_10m"][:, k].astype(np.float64) for k in (2, 3))
+    ndvi = ((nir - red) / (nir + red)).mean(axis=(1, 2))
+    assert ndvi[0] < 0.25 and ndvi[1] > 0.55, ndvi
+    with pytest.raises(ValueError, match=r"greenness=1\.5: use a value from 0"):
+        value(0, "B04", np.arange(2), np.arange(2), 1.5)
 
 
 def test_harmonise_follows_the_planetary_computer_rule() -> None:

@@ -1,4 +1,9 @@
-"""Sentinel-2 L2A-like scenes for the time-series tests, and a real STAC API that serves them.
+"""Synthetic Sentinel-2 L2A scenes on real MGRS grids, as the public STAC catalogues publish them.
+
+What the time-series job (:mod:`pipelines.jobs.timeseries`) reads, made offline: its tests, its
+benchmark and ``notebooks/07-timeseries`` cut BigEarthNet patches from these scenes served by
+:class:`pipelines.local.stac.StacServer` (``rustac serve`` on loopback) exactly as they would from
+Earth Search or the Planetary Computer.
 
 :func:`write_scene` writes one scene: a window of a few km of a real MGRS tile, in the tile's
 UTM zone and on its pixel grid (10, 20, 60 m pixels aligned to the 100 km MGRS square, so to the
@@ -8,23 +13,25 @@ catalogues' keys (Planetary Computer ``B01..B12, B8A, SCL``; Earth Search ``coas
 scl``), ``proj:epsg`` and per-asset ``proj:transform`` / ``proj:shape`` as they publish them,
 ``s2:processing_baseline`` and ``eo:cloud_cover``.
 
-Every pixel is a known function of (scene, band, absolute pixel position): :func:`expected`
-says exactly what a patch cut from the scene must hold. Scenes of baseline 04.00 and later store
-it + 1000, as ESA does since January 2022. Real BigEarthNet bands can be embedded at their own
-georeference (``embed``), so a real patch must come back bit for bit.
+Every pixel is a known function of (scene, band, absolute pixel position) and, for a scene with
+a ``greenness``, of that vegetation state: :func:`expected` says exactly what a patch cut from the
+scene must hold. Without a greenness the values are a hash-like pattern (1..9000, good for
+bit-exact checks); with one (0..1, e.g. :func:`seasonal_greenness` of the date) they are a
+plausible surface between bare soil and full vegetation, so RGB images look like land and the
+NDVI follows the season. Scenes of baseline 04.00 and later store the values + 1000, as ESA
+does since January 2022. Real BigEarthNet bands can be embedded at their own georeference
+(``embed``), so a real patch must come back bit for bit.
 
-:class:`StacServer` serves a FeatureCollection of such items with ``rustac serve`` (the Rust
-STAC server of stac-utils, installed with the ``rustac`` wheel) on loopback, in memory; the
-time-series job searches it with pystac-client like any public API.
+Example:
+    >>> scenes = scenes_around(patches, dates, Path("scenes"), greenness=seasonal_greenness)
+    ... # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import urllib.request
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +45,6 @@ from pyproj import Transformer
 from rasterio.io import MemoryFile
 
 from lake.bigearthnet import S2_BANDS
-from pipelines.local.processes import ServerProcess, free_port
 from pipelines.sources.scenes import EARTH_SEARCH_KEYS
 
 COLLECTION = "sentinel-2-l2a"
@@ -54,14 +60,77 @@ _BAND_NUMBER = {b: i for i, b in enumerate((*S2_BANDS, "SCL"))}
 SCL_CYCLE = np.array([4, 5, 6, 4, 3, 5, 9, 4, 8, 6, 10], np.uint8)
 
 
-def value(scene: int, band: str, col: np.ndarray, row: np.ndarray) -> np.ndarray:
+#: Bare soil and full vegetation, DN per band (L2A reflectance x 10,000, typical spectra): a
+#: scene with a greenness g holds soil + (vegetation - soil) x g (x the field's share), + texture.
+SOIL: Mapping[str, int] = {
+    "B01": 1200, "B02": 1000, "B03": 1300, "B04": 1600, "B05": 1800, "B06": 1900,
+    "B07": 2000, "B08": 2100, "B8A": 2200, "B09": 600, "B11": 2800, "B12": 2300,
+}  # fmt: skip
+VEGETATION: Mapping[str, int] = {
+    "B01": 300, "B02": 250, "B03": 600, "B04": 250, "B05": 900, "B06": 2800,
+    "B07": 3400, "B08": 3800, "B8A": 3900, "B09": 1000, "B11": 1600, "B12": 700,
+}  # fmt: skip
+#: Fields of a vegetated scene: 240 x 180 m blocks whose vegetation is 60, 80 or 100 % of g.
+_FIELD_SHARE = np.array([6, 8, 10], np.int64)
+
+
+def value(
+    scene: int,
+    band: str,
+    col: np.ndarray,
+    row: np.ndarray,
+    greenness: float | None = None,
+) -> np.ndarray:
     """The harmonised DN of a band at absolute pixel (col, row) = (easting, northing) // res.
 
-    Never 0 (nodata) and below 10,000.
+    Args:
+        scene: The scene's index.
+        band: The ESA band name.
+        col: Absolute pixel columns.
+        row: Absolute pixel rows (northing // res).
+        greenness: The scene's vegetation state (0: bare soil, 1: full vegetation), or None for
+            the hash-like pattern of the bit-exact tests.
+
+    Returns:
+        uint16 values, never 0 (nodata) and below 10,000.
+
+    Raises:
+        ValueError: ``greenness`` outside 0..1.
     """
     k = _BAND_NUMBER[band]
-    v = (col * 7 + row * 13 + k * 1009 + scene * 4093) % 9000 + 1
+    if greenness is None:
+        v = (col * 7 + row * 13 + k * 1009 + scene * 4093) % 9000 + 1
+        return np.asarray(v, dtype=np.uint16)
+    if not 0.0 <= greenness <= 1.0:
+        raise ValueError(f"greenness={greenness!r}: use a value from 0 (bare) to 1 (vegetation)")
+    c, r = np.asarray(col, np.int64), np.asarray(row, np.int64)
+    metres = RESOLUTION[band]
+    x, y = c * metres, r * metres
+    share = _FIELD_SHARE[(x // 240 * 2 + y // 180) % len(_FIELD_SHARE)]
+    g = round(greenness * 1000) * share // 10  # per mille
+    texture = (c * 7 + r * 13 + scene * 31) % 200
+    v = SOIL[band] + (VEGETATION[band] - SOIL[band]) * g // 1000 + texture + 1
     return np.asarray(v, dtype=np.uint16)
+
+
+def seasonal_greenness(patch: int, when: datetime) -> float:
+    """A growing season of the northern hemisphere for ``scenes_around(greenness=...)``.
+
+    Bare (0.05) outside the season, a bell of about three months around the peak: the peak day
+    (day 175, 195 or 215 of the year) and the peak's height (0.9, 0.6, 0.75, 0.45) change with
+    the patch, so a few patches differ.
+
+    Args:
+        patch: The patch's position in ``scenes_around``'s list.
+        when: The acquisition time.
+
+    Returns:
+        The greenness, 0.05 up to the patch's peak.
+    """
+    peak_day = 175 + 20 * (patch % 3)
+    high = (0.9, 0.6, 0.75, 0.45)[patch % 4]
+    days = (when.timetuple().tm_yday - peak_day + 182) % 365 - 182  # wrapped to -182..182
+    return 0.05 + (high - 0.05) * math.exp(-((days / 45) ** 2))
 
 
 def scl_value(scene: int, col: np.ndarray, row: np.ndarray) -> np.ndarray:
@@ -70,15 +139,28 @@ def scl_value(scene: int, col: np.ndarray, row: np.ndarray) -> np.ndarray:
 
 
 def expected(
-    scene: int, band: str, bounds: Sequence[float], *, nodata_east_of: float | None = None
+    scene: int,
+    band: str,
+    bounds: Sequence[float],
+    *,
+    nodata_east_of: float | None = None,
+    greenness: float | None = None,
 ) -> np.ndarray:
-    """What a cut of ``bounds`` (xmin, ymin, xmax, ymax) from a generated scene holds."""
+    """What a cut of ``bounds`` (xmin, ymin, xmax, ymax) from a generated scene holds.
+
+    Args:
+        scene: The scene's index.
+        band: An ESA band name or ``SCL``.
+        bounds: The cut, in the scene's CRS (multiples of the band's pixel size).
+        nodata_east_of: The scene's swath edge (0 east of it), or None.
+        greenness: The scene's vegetation state, or None (see :func:`value`).
+    """
     res = RESOLUTION[band]
     xmin, ymin, xmax, ymax = (int(b) for b in bounds)
     cols = np.arange(xmin // res, xmax // res)
     rows = np.arange(ymax // res - 1, ymin // res - 1, -1)
     c, r = np.meshgrid(cols, rows)
-    out = scl_value(scene, c, r) if band == "SCL" else value(scene, band, c, r)
+    out = scl_value(scene, c, r) if band == "SCL" else value(scene, band, c, r, greenness)
     if nodata_east_of is not None:
         out = np.where(c * res >= nodata_east_of, 0, out).astype(out.dtype)
     return out
@@ -97,6 +179,7 @@ class Scene:
         baseline: ``s2:processing_baseline`` (``"05.09"``: DNs stored + 1000).
         cloud_cover: ``eo:cloud_cover`` (percent).
         nodata_east_of: Easting from which the scene has no data (its swath edge), or None.
+        greenness: Its vegetation state (0..1) for plausible values, or None (see :func:`value`).
     """
 
     index: int
@@ -107,6 +190,7 @@ class Scene:
     baseline: str = "02.14"
     cloud_cover: float = 10.0
     nodata_east_of: float | None = None
+    greenness: float | None = None
 
     @property
     def id(self) -> str:
@@ -178,7 +262,13 @@ def write_scene(
     assets: dict[str, Any] = {}
     for band in (*S2_BANDS, "SCL"):
         res = RESOLUTION[band]
-        data = expected(scene.index, band, scene.bounds, nodata_east_of=scene.nodata_east_of)
+        data = expected(
+            scene.index,
+            band,
+            scene.bounds,
+            nodata_east_of=scene.nodata_east_of,
+            greenness=scene.greenness,
+        )
         if band != "SCL" and scene.offset:
             data = np.where(data > 0, data + scene.offset, 0).astype(np.uint16)
         transform = Affine(res, 0.0, xmin, 0.0, -res, ymax)
@@ -234,52 +324,9 @@ def write_scene(
 
 
 def write_catalogue(items: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """The items as one FeatureCollection JSON file (what :class:`StacServer` loads)."""
+    """The items as one FeatureCollection JSON file (what ``rustac serve`` loads)."""
     path.write_text(json.dumps({"type": "FeatureCollection", "features": list(items)}))
     return path
-
-
-class StacServer(ServerProcess):
-    """``rustac serve`` of a FeatureCollection file on 127.0.0.1 (in-memory backend).
-
-    Attributes:
-        url: The API's landing page once started.
-    """
-
-    def __init__(self, items_file: Path) -> None:
-        self.items_file = items_file
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def _answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/collections", timeout=1) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    def start(self) -> StacServer:
-        """Start it and wait until it lists the collections."""
-        rustac = Path(sys.executable).parent / "rustac"
-        self._spawn(
-            [
-                str(rustac),
-                "serve",
-                "--addr",
-                f"127.0.0.1:{self.port}",
-                "--create-collections",
-                str(self.items_file),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self._wait(
-            self._answers,
-            30.0,
-            lambda code: RuntimeError(f"rustac serve exited with status {code}"),
-            lambda: RuntimeError(f"rustac serve did not answer at {self.url} within 30 s"),
-        )
-        return self
 
 
 @dataclass(frozen=True)
@@ -306,8 +353,10 @@ def scenes_around(
     cloud_cover: Sequence[float] | None = None,
     nodata_east_of: Mapping[tuple[int, int], float] | None = None,
     keys: Sequence[str] | None = None,
+    greenness: Callable[[int, datetime], float] | None = None,
+    margin: float = 1200.0,
 ) -> SceneSet:
-    """One scene per (date, patch) window: the patch plus 1200 m on each side.
+    """One scene per (date, patch) window: the patch plus ``margin`` m on each side.
 
     Args:
         patches: ``(tile, epsg, bounds)`` of each patch (from the lake's ``patches`` table).
@@ -317,6 +366,9 @@ def scenes_around(
         cloud_cover: Each date's ``eo:cloud_cover`` (default 10).
         nodata_east_of: ``(date, patch)`` -> the easting where that scene's data ends.
         keys: Each date's asset keys (``both``, ``earth-search``, ``planetary-computer``).
+        greenness: ``(patch, date) -> 0..1``: plausible values with that vegetation state (e.g.
+            :func:`seasonal_greenness`); None: the hash-like pattern of the bit-exact tests.
+        margin: Metres of scene around each patch (snapped out to 60 m; less is faster).
     """
     scenes: dict[str, Scene] = {}
     items: list[dict[str, Any]] = []
@@ -326,11 +378,12 @@ def scenes_around(
                 index=d * len(patches) + p,
                 tile=tile,
                 epsg=epsg,
-                bounds=window_around([bounds]),
+                bounds=window_around([bounds], margin),
                 when=when,
                 baseline=baselines[d] if baselines else "02.14",
                 cloud_cover=cloud_cover[d] if cloud_cover else 10.0,
                 nodata_east_of=(nodata_east_of or {}).get((d, p)),
+                greenness=None if greenness is None else greenness(p, when),
             )
             scenes[scene.id] = scene
             items.append(write_scene(scene, folder, keys=keys[d] if keys else "both"))
