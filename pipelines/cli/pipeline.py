@@ -174,7 +174,11 @@ def export(
     ],
     sql: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--sql", help="A read-only query returning patch_id (see `lake sql`)."),
+        typer.Option(
+            "--sql",
+            help="A read-only query returning patch_id (see `lake sql`); without it or a "
+            "search, every pair (of --split).",
+        ),
     ] = None,
     bbox: Annotated[
         Optional[str],  # noqa: UP045
@@ -257,7 +261,7 @@ def export(
     region: RegionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export the pairs chosen by --sql or a STAC search in a format: lake, webdataset, llava, hf.
+    """Export pairs (--sql, a STAC search, or all) as lake, webdataset, llava or hf.
 
     lake: a new lake; webdataset: tar shards (arrays, metadata, text rows); llava: LLaVA
     conversations and RGB images; hf: Parquet with an image column for Hugging Face datasets.

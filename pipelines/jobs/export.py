@@ -112,7 +112,7 @@ SAMPLE_COLUMNS = (
 def select_pairs(
     rel: Release, sql: str | None = None, search: Mapping[str, Any] | None = None
 ) -> list[str]:
-    """The patch ids chosen by a SQL query or a STAC search, sorted.
+    """The patch ids chosen by a SQL query or a STAC search (every pair without either), sorted.
 
     Args:
         rel: The release.
@@ -120,12 +120,14 @@ def select_pairs(
         search: Arguments of :func:`catalog.search` (``bbox``, ``datetime``, ``filter``...).
 
     Raises:
-        ConfigError: Neither or both of ``sql`` and ``search`` are given.
+        ConfigError: Both ``sql`` and ``search`` are given.
         QueryError: The query or search is invalid, not read-only, or selects nothing.
         ReadOnlyError: The query tries to write.
     """
-    if (sql is None) == (search is None):
+    if sql is not None and search is not None:
         raise ConfigError("choose the pairs to export with either --sql or a search, not both")
+    if sql is None and search is None:
+        return sorted(rel.sample_index)
     if sql is not None:
         import duckdb
 

@@ -14,7 +14,7 @@ from lake.config import store_spec
 from lake.errors import ConfigError, QueryError, ReadOnlyError, ReleaseNotFound
 from lake.reader import open_lake
 from pipelines.cluster.spec import ClusterSpec
-from pipelines.jobs.export import export
+from pipelines.jobs.export import export, select_pairs
 from pipelines.jobs.stats import BANDS
 from pipelines.jobs.verify import verify_release
 from tests.conftest import s3_spec_for
@@ -125,8 +125,11 @@ def test_bad_inputs(jobs_lake, tmp_path):
         export(jobs_lake, target, sql="SELECT country FROM patches")
     with pytest.raises(QueryError, match="selects no pairs"):
         export(jobs_lake, target, search={"filter": "country = 'Atlantis'"})
-    with pytest.raises(ConfigError, match="either --sql or a search"):
-        export(jobs_lake, target)
+    with pytest.raises(ConfigError, match="either --sql or a search, not both"):
+        export(jobs_lake, target, sql=TRAIN, search={"filter": "country = 'Atlantis'"})
+    assert select_pairs(open_lake(jobs_lake).release()) == sorted(
+        open_lake(jobs_lake).release().sample_index
+    )  # neither: every pair
     with pytest.raises(ConfigError, match="format 'zip'"):
         export(jobs_lake, target, sql=TRAIN, fmt="zip")
     with pytest.raises(ReleaseNotFound, match="'v7'"):
