@@ -52,6 +52,7 @@ import yaml  # type: ignore[import-untyped]
 from pipelines.local.processes import die_with_parent, free_port
 from pipelines.local.s3 import EmbeddedS3
 from pipelines.showcase import tour
+from tests.support.timeseries import publish_series
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -78,6 +79,8 @@ RUN: dict[str, int] = {
     "lake pipeline export s3://bucket/test-split --lake s3://bucket/lake "
     "--sql \"SELECT patch_id FROM patches WHERE split = 'test'\"": 0,
     "lake pipeline verify --lake s3://bucket/lake": 0,
+    "lake pipeline export s3://bucket/vlm-train --lake s3://bucket/lake --split train "
+    "--format llava --box-format qwen": 0,
 }
 
 #: Exercised by another test (``path::name``); the reason says how.
@@ -138,6 +141,16 @@ COVERED: dict[str, tuple[str, str]] = {
         "needs a running gateway: that test runs `lake pipeline stats --cluster gateway://... "
         "--workers 2 --worker-memory 1GiB`; notebooks/05 runs the job on S3",
     ),
+    "lake eval --baseline majority --lake s3://bucket/lake --json": (
+        "tests/pipelines/cli/test_eval_cli.py::test_baselines",
+        "the sandbox lake (48 pairs) has no bench pair; that test runs `lake eval --baseline "
+        "majority --json` on a lake with a bench split (21 rows) and reads the JSON",
+    ),
+    "lake eval predictions.jsonl --lake s3://bucket/lake --by country --out eval-report": (
+        "tests/pipelines/cli/test_eval_cli.py::test_summary_and_out_files_by_group",
+        "needs a model's predictions: that test writes them for a split and runs `lake eval "
+        "PREDICTIONS --split test --by season --out DIR` (notebooks/06-vlm: --by country)",
+    ),
     ".venv/bin/python -m pytest tests/notebooks": (
         "tests/docs/test_docs_commands.py::test_make_targets_run_what_the_docs_say",
         "`make test` runs `pytest -q`, which collects tests/notebooks (this runs that folder only)",
@@ -146,14 +159,22 @@ COVERED: dict[str, tuple[str, str]] = {
 
 #: Benchmark commands (hours on the full data): their script's --help must list their options.
 OPTIONS_ONLY = {
-    ".venv/bin/python benchmarks/ingest.py --sizes 2000,20000 --json-out bench-output/ingest.json",
+    ".venv/bin/python benchmarks/ingest.py --sizes 2048 "
+    "--kinds folders,folders-s3,tar.zst,tar.zst-s3,lmdb --workers 2 --profile-pairs 128 "
+    "--no-real --json-out bench-output/ingest.json",
     ".venv/bin/python benchmarks/sql.py --workers 2 --repeat 5 --json-out bench-output/sql.json",
+    ".venv/bin/python benchmarks/timeseries.py --patches 24 --cluster sync,local --workers 2 "
+    "--json-out bench-output/timeseries.json",
     ".venv/bin/python benchmarks/search.py --rounds 4 --markdown --json-out "
     "bench-output/search.json",
     ".venv/bin/python benchmarks/loader.py --pairs 10000 --time-limit 90 --out /tmp/lb10k --keep "
     "--json-out loader.json",
     ".venv/bin/python benchmarks/integrity.py --pairs 1024 --repeats 7 --json-out "
     "bench-output/integrity.json",
+    ".venv/bin/python benchmarks/loader_text.py --pairs 2000 --out /tmp/lt --keep",
+    ".venv/bin/python benchmarks/loader_text.py --lake /tmp/lt/lake --repeat 3 --json-out ms.json",
+    ".venv/bin/python benchmarks/loader_text.py --lake /tmp/lt/lake --modalities rgb "
+    "--image-size 224 --repeat 3 --json-out rgb.json",
 }
 
 
@@ -174,6 +195,12 @@ NEEDS_EXTERNAL: dict[str, str] = {
     ),
     "docker compose -f infra/compose/compose.yaml up -d minio bucket gateway": "Docker Compose",
     "docker compose -f infra/compose/compose.yaml up -d stac": "Docker Compose",
+    "lake pipeline timeseries --lake s3://bucket/lake --stac "
+    "https://earth-search.aws.element84.com/v1 --datetime 2019-01/2019-12 --ids "
+    f"{README_PATCH} --max-cloud 40 --composite month --part s2-2019": (
+        "the internet (Earth Search); tests/pipelines/jobs/test_timeseries.py runs the command "
+        "on a local STAC API, and the sandbox's lake gets part s2-2019 so the README's Python runs"
+    ),
 }
 
 
@@ -359,6 +386,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         cwd = base / "cwd"
         cwd.mkdir()
         (cwd / "lake-data").symlink_to(t.lake_folder, target_is_directory=True)
+        publish_series(t.spec, [README_PATCH], base / "scenes")  # the README's part s2-2019
         yield Sandbox(cwd, sandbox_env(t.endpoint.environment()))
 
 
@@ -630,8 +658,34 @@ def external_problems(command: str) -> list[str]:
             required = set(re.findall(r"\$\{(\w+):\?", compose_file.read_text()))
             given = set(re.findall(r"^(\w+)=", (ROOT / source).read_text(), re.M))
             problems += [f"{source} does not set {v}" for v in sorted(required - given)]
+    elif tool == ["lake"]:
+        problems += _lake_problems(args)
     else:
         problems.append(f"no check for {' '.join(tool)} commands: add one")
+    return problems
+
+
+def _lake_problems(args: list[str]) -> list[str]:
+    """A ``lake`` command that needs the internet: its command and options exist, URLs are https."""
+    import typer
+
+    from pipelines.cli import app
+
+    command: Any = typer.main.get_command(app)  # typer's own click: test groups by `commands`
+    rest = args[1:]
+    while hasattr(command, "commands") and rest and rest[0] in command.commands:
+        command = command.commands[rest.pop(0)]
+    if hasattr(command, "commands"):
+        return [f"{' '.join(args[:3])}: no such lake command"]
+    known = {o for p in command.params for o in p.opts}
+    problems = [
+        f"{command.name} has no option {a}" for a in rest if a.startswith("--") and a not in known
+    ]
+    problems += [
+        f"--stac {u} is not an https URL"
+        for u in _option(args, "--stac")
+        if not u.startswith("https://")
+    ]
     return problems
 
 
@@ -649,6 +703,9 @@ def test_external_checks_catch_mistakes() -> None:
     assert external_problems(helm.replace("gateway.auth.simple", "gateway.auth.nosuch")) != []
     assert external_problems("cp infra/compose/missing.env infra/compose/.env") != []
     assert external_problems("terraform apply") != []
+    assert external_problems("lake pipeline timeseries --nosuch 1") != []
+    assert external_problems("lake pipeline nosuch --lake x") != []
+    assert external_problems("lake pipeline timeseries --stac http://127.0.0.1:1") != []
 
 
 def test_compose_secrets_file_is_git_ignored() -> None:

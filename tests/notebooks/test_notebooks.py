@@ -26,8 +26,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-from pipelines.showcase import tour
 from pipelines.jobs.stats import BANDS, read_stats
+from pipelines.showcase import tour
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 KERNEL = "bigearthnet-lake-tests"
@@ -55,7 +55,7 @@ def quickstart(
 
 @pytest.fixture(scope="module")
 def shared_tour(quickstart: tuple[Path, nbformat.NotebookNode]) -> Iterator[tour.Tour]:
-    """An endpoint over the lake that 01 built (01 stopped its own), for notebooks 02-04."""
+    """An endpoint over the lake that 01 built (01 stopped its own), for notebooks 02-07."""
     with tour.start(quickstart[0] / "tour-data") as t:
         assert not t.built and t.started_endpoint
         yield t
@@ -135,12 +135,14 @@ def test_the_kernel_is_this_python(kernels: KernelSpecManager, tmp_path: Path) -
 
 def test_notebooks_are_stored_without_outputs() -> None:
     paths = sorted(NOTEBOOKS.glob("*.ipynb"))
-    assert [p.name for p in paths][:5] == [
+    assert [p.name for p in paths][:7] == [
         "01-quickstart.ipynb",
         "02-stac-search.ipynb",
         "03-sql.ipynb",
         "04-training.ipynb",
         "05-dask-gateway.ipynb",
+        "06-vlm.ipynb",
+        "07-timeseries.ipynb",
     ]
     for path in paths:
         nb = nbformat.read(path, as_version=4)
@@ -172,6 +174,22 @@ def test_01_quickstart_from_nothing(quickstart: tuple[Path, nbformat.NotebookNod
         ("02-stac-search", 1, ["pairs match", "items from the API", "folium"]),
         ("03-sql", 3, ["captions mention water"]),
         ("04-training", 1, ["samples in", "batches per epoch"]),
+        (
+            "06-vlm",
+            5,
+            [
+                "pairs in the stream",
+                "decodes per row",
+                "conversations exported",
+                "baseline:majority on bench",
+                "baseline:majority on test",
+            ],
+        ),
+        (
+            "07-timeseries",
+            3,
+            ["scenes found by the STAC search", "30 acquisitions", "NDVI peaks on"],
+        ),
     ],
 )
 def test_notebook_on_the_shared_lake(
