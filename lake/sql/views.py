@@ -185,7 +185,9 @@ VIEW_DOCS: tuple[ViewDoc, ...] = (
             "s1_datetime": "S1 acquisition time (UTC)",
             "season": "Spring, Summer, Fall or Winter (of the S2 acquisition)",
             "epsg": "EPSG code of the patch's UTM zone",
-            "transform": "affine transform of the 10 m grid (a, b, c, d, e, f)",
+            "transform": (
+                "affine transform of the 10 m grid, affine/rasterio order (a, b, c, d, e, f)"
+            ),
             "centre_lon": "footprint centre longitude (WGS 84)",
             "centre_lat": "footprint centre latitude (WGS 84)",
             "bbox": "footprint bounds in WGS 84 (GeoParquet covering column)",
