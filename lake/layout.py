@@ -4,6 +4,7 @@
 lake.json                                root: layout version, releases, the current release
 releases/<name>/manifest.json            every object of the release: path, size, sha256, counts
 releases/<name>/quarantine.jsonl         what ingest rejected, one record per line
+releases/<name>/index.parquet            the release index: array metadata + selection columns
 patches/<name>.zarr/                     Zarr v3 group, one row per S1/S2 pair along `sample`
 tables/<name>/patches/part-0.parquet     one row per pair (metadata, georeference, geometry)
 tables/<name>/annotations/split=<s>/     BigEarthNet.txt rows + parsed columns
@@ -56,6 +57,11 @@ def check_release_name(name: str) -> str:
 def manifest_path(release: str) -> str:
     """The release manifest."""
     return f"releases/{release}/manifest.json"
+
+
+def release_index_path(release: str) -> str:
+    """The release index: one object a reader opens the release with (:mod:`lake.index`)."""
+    return f"releases/{release}/index.parquet"
 
 
 def quarantine_path(release: str) -> str:
@@ -150,6 +156,7 @@ def release_prefixes(release: str) -> tuple[str, ...]:
         f"tables/{release}",
         stac_path(release),
         quarantine_path(release),
+        release_index_path(release),
         stats_path(release),
         f"timeseries/{release}",
     )

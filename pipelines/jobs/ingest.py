@@ -373,8 +373,10 @@ def _ingest_locked(
         "annotations": text_counts,
         "quarantined": report.quarantined,
     }
+    from lake.index import write_index  # one object readers open the release with (1 GET)
     from lake.release import build_manifest
 
+    write_index(spec, release, counts)
     manifest = build_manifest(
         spec,
         release,
