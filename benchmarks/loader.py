@@ -26,6 +26,11 @@ What it does:
 4. **epoch**: for each format, a fresh subprocess runs one epoch through a PyTorch
    ``DataLoader`` (same batch size and workers, shuffled, every sample delivered as float32
    tensors ``s2_10m (4,120,120)``, ``s2_20m (6,60,60)``, ``s1 (2,120,120)`` and ``labels (19,)``).
+   Our lake runs twice: ``lake`` (``LakeDataLoader`` with ``--workers`` worker processes) and
+   ``lake1p`` (no worker processes: the dataset's threads fetch and decode in the training
+   process); both deliver native dtypes (``dtype="native"``) that the epoch loop turns into
+   float32 with ``lake.loader.to_device(batch, "cpu")`` inside the timed loop, where a GPU
+   trainer would do it on the device.
    Reported: samples/s, MB/s (bytes of the format's objects read / epoch seconds), time to the
    first batch (from creating the dataset), peak RSS (sum over the process tree, sampled every
    0.1 s), CPU seconds per 1,000 samples (user + system of the subprocess and its reaped
@@ -63,7 +68,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FORMATS = ("lake", "litdata", "mds", "wds", "geotiff")
+FORMATS = ("lake", "lake1p", "litdata", "mds", "wds", "geotiff")
+#: Our loader: 2 DataLoader workers, and in one process (no forked workers, decode threads).
+LAKES = ("lake", "lake1p")
 PEERS = ("litdata", "mds", "wds", "geotiff")
 RASTERS = ("s2_10m", "s2_20m", "s1")
 BUCKET = "bench"
@@ -275,7 +282,7 @@ def prepare(base: Path, pairs: int, workers: int) -> dict[str, Any]:
     timed("litdata", lambda: write_litdata(lake_dir, bucket / "litdata", workers))
     timed("mds", lambda: write_mds(lake_dir, bucket / "mds"))
     timed("wds", lambda: write_wds(lake_dir, bucket / "wds"))
-    sizes = {f: dir_bytes(bucket / f) for f in FORMATS}
+    sizes = {f: dir_bytes(bucket / f) for f in FORMATS if f not in LAKES[1:]}
     import lake as lake_pkg
 
     group = lake_pkg.open_lake(str(lake_dir)).release(RELEASE).group
@@ -316,9 +323,17 @@ class S3Env:
         self.region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
 
 
-def lake_loader(env: S3Env, args: argparse.Namespace) -> tuple[Any, Callable[[], Any]]:
+def lake_loader(
+    env: S3Env, args: argparse.Namespace, in_process: bool = False
+) -> tuple[Any, Callable[[], Any]]:
+    """``LakeDataLoader`` delivering native dtypes; the epoch loop makes them float32 with
+    ``to_device(batch, "cpu")`` (counted in its time), as a GPU trainer would on the device.
+
+    ``in_process``: no worker processes; the dataset's own threads fetch (``max_in_flight``)
+    and decode (``decode_threads`` = the workers' count) in the training process.
+    """
     from lake.config import store_spec
-    from lake.loader import LakeDataLoader, LakeDataset
+    from lake.loader import LakeDataLoader, LakeDataset, ReadOptions
 
     spec = store_spec(
         f"s3://{BUCKET}/lake",
@@ -330,8 +345,17 @@ def lake_loader(env: S3Env, args: argparse.Namespace) -> tuple[Any, Callable[[],
     )
 
     def make(state: dict[str, Any] | None = None) -> Any:
-        ds = LakeDataset(spec, modalities=[*RASTERS, "labels"], shuffle=True, seed=0)
-        dl = LakeDataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
+        read = ReadOptions(decode_threads=max(2, args.workers)) if in_process else None
+        ds = LakeDataset(
+            spec,
+            modalities=[*RASTERS, "labels"],
+            shuffle=True,
+            seed=0,
+            dtype="native",
+            read=read,
+        )
+        workers = 0 if in_process else args.workers
+        dl = LakeDataLoader(ds, batch_size=args.batch_size, num_workers=workers)
         if state is not None:
             dl.load_state_dict(state)
         return dl
@@ -547,8 +571,11 @@ def _import_for(fmt: str) -> None:
     """Import what a format's loader needs before the clock starts (imports are not I/O)."""
     import torch.utils.data  # noqa: F401
 
-    if fmt == "lake":
-        import lake.loader  # noqa: F401
+    if fmt in LAKES:
+        import s3fs  # its client, as for the naive layout below
+
+        import lake.loader.dataset
+        import lake.loader.device  # noqa: F401
     elif fmt == "litdata":
         import litdata  # noqa: F401
     elif fmt == "mds":
@@ -570,8 +597,8 @@ def epoch_main(args: argparse.Namespace) -> None:
     truth = _truth(truth_ids) if truth_ids else {}  # read before the clock starts
     t0 = time.perf_counter()
     make = None
-    if fmt == "lake":
-        loader, make = lake_loader(env, args)
+    if fmt in LAKES:
+        loader, make = lake_loader(env, args, in_process=fmt == "lake1p")
     elif fmt == "litdata":
         loader = litdata_loader(env, args, cache)
     elif fmt == "mds":
@@ -587,6 +614,10 @@ def epoch_main(args: argparse.Namespace) -> None:
     first = None
     checked = 0
     deadline = t0 + args.time_limit
+    if fmt in LAKES:
+        from lake.loader import to_device
+
+        loader = _on_device(loader, to_device)
     for i, batch in enumerate(loader):
         if first is None:
             first = time.perf_counter() - t0
@@ -619,13 +650,30 @@ def epoch_main(args: argparse.Namespace) -> None:
     shutil.rmtree(cache, ignore_errors=True)
 
 
+class _on_device:  # noqa: N801 (a thin iterable wrapper)
+    """The loader's batches moved "to the device" (the CPU here): float32 rasters, as delivered
+    by every peer; keeps ``state_dict`` reachable for the resume measurement."""
+
+    def __init__(self, loader: Any, move: Callable[..., Any]) -> None:
+        self.loader, self.move = loader, move
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.loader:
+            yield self.move(batch, "cpu")
+
+    def state_dict(self) -> Any:
+        return self.loader.state_dict()
+
+
 def resume_main(args: argparse.Namespace, make: Any, t0: float) -> None:
     """Child: a fresh process resumes from a saved state; time to its first batch."""
     import torch
 
     state = torch.load(args.resume_state, weights_only=False)
+    from lake.loader import to_device
+
     loader = make(state)
-    batch = next(iter(loader))
+    batch = to_device(next(iter(loader)), "cpu")
     print(
         json.dumps(
             {
@@ -710,11 +758,13 @@ def run_epoch(
     return res
 
 
-def resume_probe(args: argparse.Namespace, env: dict[str, str], base: Path) -> dict[str, Any]:
+def resume_probe(
+    args: argparse.Namespace, env: dict[str, str], base: Path, fmt: str = "lake"
+) -> dict[str, Any]:
     """Resume in a fresh process from the state after ``RESUME_AFTER`` batches."""
     state = base / "resume-state.pt"
-    run_epoch("lake", args, env, ("--save-state", str(state)))
-    res = run_epoch("lake", args, env, ("--resume-state", str(state)))
+    run_epoch(fmt, args, env, ("--save-state", str(state)))
+    res = run_epoch(fmt, args, env, ("--resume-state", str(state)))
     state.unlink(missing_ok=True)
     return {"resume_next_batch_s": res.get("resume_next_batch_s")}
 
@@ -722,7 +772,13 @@ def resume_probe(args: argparse.Namespace, env: dict[str, str], base: Path) -> d
 def raw_ceiling(
     endpoint: str, key: str, secret: str, base: Path, threads: int = 16
 ) -> dict[str, Any]:
-    """Parallel GETs of every shard object the loader reads (no decode): MB/s."""
+    """Parallel GETs of every shard object the loader reads (no decode): MB/s.
+
+    The ceiling is s3fs with one GET per object (``max_concurrency=1``: by default s3fs sends a
+    HEAD before each whole-object GET, which doubles the round trips; the loader does not).
+    obstore (the Rust ``object_store`` client) reads the same objects for comparison when it is
+    installed (``obstore`` in the result).
+    """
     import s3fs
 
     lake_dir = base / "s3" / BUCKET / "lake"
@@ -743,16 +799,36 @@ def raw_ceiling(
             "response_checksum_validation": "when_required",
         },
     )
-    t = time.perf_counter()
-    with ThreadPoolExecutor(threads) as ex:
-        nbytes = sum(len(b) for b in ex.map(fs.cat_file, paths))
-    s = time.perf_counter() - t
-    return {
-        "objects": len(paths),
-        "MB": round(nbytes / 1e6, 1),
-        "seconds": round(s, 2),
-        "MB_s": round(nbytes / s / 1e6, 1),
-    }
+
+    def timed(get: Callable[[str], bytes]) -> dict[str, Any]:
+        t = time.perf_counter()
+        with ThreadPoolExecutor(threads) as ex:
+            nbytes = sum(len(b) for b in ex.map(get, paths))
+        s = time.perf_counter() - t
+        return {
+            "objects": len(paths),
+            "MB": round(nbytes / 1e6, 1),
+            "seconds": round(s, 2),
+            "MB_s": round(nbytes / s / 1e6, 1),
+        }
+
+    out = timed(lambda p: fs.cat_file(p, max_concurrency=1))
+    try:
+        import obstore
+        from obstore.store import S3Store
+    except ImportError:
+        return out
+    store = S3Store(
+        BUCKET,
+        endpoint=endpoint,
+        access_key_id=key,
+        secret_access_key=secret,
+        region="us-east-1",
+        client_options={"allow_http": True},
+    )
+    prefix = f"{BUCKET}/"
+    out["obstore"] = timed(lambda p: bytes(obstore.get(store, p[len(prefix) :]).bytes()))
+    return out
 
 
 def summarise(
@@ -767,7 +843,7 @@ def summarise(
         if "error" in r:
             rows[r["format"]] = r
             continue
-        nbytes = sizes["lake_read"] if r["format"] == "lake" else sizes[r["format"]]
+        nbytes = sizes["lake_read"] if r["format"] in LAKES else sizes[r["format"]]
         nbytes = nbytes * min(1.0, r["samples"] / pairs)  # a timed-out epoch read a part
         rows[r["format"]] = {
             "samples": r["samples"],
@@ -790,12 +866,18 @@ def summarise(
                 else {}
             ),
         }
-    ok_peers = [rows[f]["samples_s"] for f in PEERS if f in rows and "samples_s" in rows[f]]
     out: dict[str, Any] = {"formats": rows, "raw_ceiling": ceiling}
-    if "lake" in rows and "samples_s" in rows["lake"]:
-        if ok_peers:
-            out["lake_vs_best_peer"] = round(rows["lake"]["samples_s"] / max(ok_peers), 2)
-        out["lake_share_of_ceiling"] = round(rows["lake"]["MB_s"] / ceiling["MB_s"], 2)
+    for key in ("samples_s", "steady_samples_s"):
+        ok_peers = [rows[f][key] for f in PEERS if f in rows and key in rows[f]]
+        for lake in LAKES:
+            if lake in rows and key in rows[lake] and ok_peers:
+                out.setdefault(f"{lake}_vs_best_peer", {})[key] = round(
+                    rows[lake][key] / max(ok_peers), 2
+                )
+    for lake in LAKES:
+        if lake in rows and "MB_s" in rows[lake]:
+            share = round(rows[lake]["MB_s"] / ceiling["MB_s"], 2)
+            out[f"{lake}_share_of_ceiling"] = share
     return out
 
 
@@ -889,11 +971,12 @@ def main() -> None:
                             if "error" not in r:
                                 break
                         r["failed_tries"] = attempt if "error" not in r else attempt + 1
-                        if fmt == "lake" and "error" not in r:
-                            r.update(resume_probe(args, env, base))
+                        if fmt in LAKES and "error" not in r:
+                            r.update(resume_probe(args, env, base, fmt))
                         results.append(r)
                     run = summarise(results, info["bytes"], ceiling, args.pairs, args.batch_size)
                     run["proxy_requests"] = proxy.requests if lat else None
+                    run["load_avg_end"] = os.getloadavg()
                     report["runs"][f"{lat:g}ms"] = run
                     _write(report, args.json_out)
         report["machine"]["load_avg_end"] = os.getloadavg()
@@ -905,7 +988,8 @@ def main() -> None:
 
 
 NAMES = {
-    "lake": "**this lake** (Zarr shards, `LakeDataLoader`)",
+    "lake": "**this lake** (`LakeDataLoader`, 2 workers, native dtypes + `to_device`)",
+    "lake1p": "**this lake**, one process (no workers, 2 decode threads)",
     "litdata": "LitData 0.2.76 (`optimize` chunks, `StreamingDataLoader`)",
     "mds": "MosaicML Streaming 0.13.0 (MDS shards)",
     "wds": "WebDataset 1.0.2 (tar shards via `pipe:rclone cat`)",
@@ -919,18 +1003,27 @@ def markdown(report: dict[str, Any]) -> str:
     sizes = report["data"]["bytes"]
     for run, res in report["runs"].items():
         ceiling = res["raw_ceiling"]
+        obs = ceiling.get("obstore")
+        obstore = f", {obs['MB_s']} MB/s with obstore" if obs else ""
+        ratios = "; ".join(
+            f"{lake} / best peer: **{r.get('samples_s')}x** whole epoch, "
+            f"**{r.get('steady_samples_s')}x** after the first batch, "
+            f"{res.get(f'{lake}_share_of_ceiling')} of the raw ceiling"
+            for lake in LAKES
+            if (r := res.get(f"{lake}_vs_best_peer")) is not None
+        )
         lines += [
             f"**{run} added latency** (raw ceiling: {ceiling['MB_s']} MB/s, parallel GETs of "
-            f"the lake's {ceiling['objects']} shard objects; lake / best peer: "
-            f"**{res.get('lake_vs_best_peer')}x** samples/s; lake / ceiling: "
-            f"{res.get('lake_share_of_ceiling')} of the bytes/s)",
+            f"the lake's {ceiling['objects']} shard objects with s3fs"
+            f"{obstore}; {ratios}; load average at the "
+            f"end {res.get('load_avg_end')})",
             "",
             "| loader | samples/s | after 1st batch | MB/s | first batch s | peak RSS MB "
             "| CPU s / 1000 | stored GB | notes |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for fmt, row in res["formats"].items():
-            gb = round(sizes["lake_read" if fmt == "lake" else fmt] / 1e9, 2)
+            gb = round(sizes["lake_read" if fmt in LAKES else fmt] / 1e9, 2)
             if "error" in row:
                 lines.append(f"| {NAMES[fmt]} | failed | | | | | | {gb} | {row['error']} |")
                 continue

@@ -1,14 +1,17 @@
 """I/O measurements behind ADR 0005 (the loader): S3 clients, whole shards vs ranges, zarr.
 
-Usage: ``python benchmarks/loader_io.py LAKE_FOLDER [--release r1]`` where LAKE_FOLDER is a local
-lake (e.g. from ``lake synth`` + ``lake ingest``). The lake is served by the embedded S3 endpoint
-(rclone on loopback) from a copy; prints one JSON document.
+Usage: ``python benchmarks/loader_io.py LAKE_FOLDER [--release r1]`` (or ``--ranges`` alone for
+the Range/206 probe), where LAKE_FOLDER is a local lake (e.g. from ``lake synth`` + ``lake
+ingest``). The lake is served by the embedded S3 endpoint (rclone on loopback) from a copy;
+prints one JSON document.
 
 Measures:
 * ``raw_get``: parallel GETs of every shard object, s3fs vs obstore's fsspec adapter (when
   obstore is installed), MB/s;
 * ``epoch``: one epoch of :class:`lake.loader.LakeDataset` (all rasters) in process and with 2
   DataLoader workers, local and S3, samples/s;
+* ``--ranges``: whether ``rclone serve s3`` and moto's server answer a Range GET with ``206``
+  and whether obstore can read byte ranges from them (:func:`range_support`);
 * ``sparse``: a 5 % selection read by the loader's index + coalesced ranges, by whole shards,
   and by zarr's own partial reads (``oindex``): seconds, requests, bytes.
 """
@@ -18,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the project's `pipelines` package, not benchmarks/pipelines.py
 
 
 def _best(fn: Any, reps: int = 3) -> float:
@@ -123,11 +131,107 @@ def sparse(spec: Any, release: str) -> dict[str, Any]:
     return out
 
 
+def range_support() -> dict[str, Any]:
+    """Does each local S3 server answer a ``Range`` GET with ``206``, and can obstore read it?
+
+    obstore (Rust ``object_store``) refuses a ranged answer whose status is not ``206``
+    ("Received non-partial response when range requested"). ``rclone serve s3`` answers ``200``
+    with a correct ``Content-Range`` and body; moto's server (``moto[server]``, already a test
+    dependency) answers ``206``. Probed with boto3 (status, bytes) and obstore (a range and a
+    suffix read of the same object).
+    """
+    import os
+
+    import boto3  # type: ignore[import-untyped]
+    import obstore
+    from moto.server import ThreadedMotoServer
+    from obstore.store import S3Store
+
+    from pipelines.local.s3 import EmbeddedS3, rclone_binary
+
+    bucket, data = "probe", os.urandom(1 << 20)
+
+    def probe(endpoint: str, key: str, secret: str) -> dict[str, Any]:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            region_name="us-east-1",
+        )
+        r = s3.get_object(Bucket=bucket, Key="obj", Range="bytes=100-199")
+        res: dict[str, Any] = {
+            "status": r["ResponseMetadata"]["HTTPStatusCode"],
+            "content_range": r.get("ContentRange"),
+            "bytes_ok": r["Body"].read() == data[100:200],
+        }
+        store = S3Store(
+            bucket,
+            endpoint=endpoint,
+            access_key_id=key,
+            secret_access_key=secret,
+            region="us-east-1",
+            client_options={"allow_http": True},
+        )
+        for what, kw in (
+            ("range", {"start": 100, "end": 200}),
+            ("suffix", {"start": len(data) - 100, "length": 100}),
+        ):
+            try:
+                got = bytes(obstore.get_range(store, "obj", **kw))
+                want = data[100:200] if what == "range" else data[-100:]
+                res[f"obstore_{what}"] = "ok" if got == want else "wrong bytes"
+            except Exception as exc:
+                res[f"obstore_{what}"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        return res
+
+    out: dict[str, Any] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="range-probe-"))
+    (tmp / bucket).mkdir()
+    (tmp / bucket / "obj").write_bytes(data)
+    version = subprocess.run([rclone_binary(), "version"], capture_output=True, text=True)
+    with EmbeddedS3(tmp, buckets=[bucket]) as srv:
+        ep = srv.endpoint
+        out["rclone"] = {
+            "version": version.stdout.split("\n")[0],
+            **probe(ep.endpoint_url, ep.key, ep.secret),
+        }
+    shutil.rmtree(tmp, ignore_errors=True)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="k",
+            aws_secret_access_key="s",
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="obj", Body=data)
+        out["moto"] = probe(endpoint, "k", "s")
+    finally:
+        moto.stop()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("lake", type=Path)
+    ap.add_argument("lake", type=Path, nargs="?")
     ap.add_argument("--release", default=None)
+    ap.add_argument(
+        "--ranges",
+        action="store_true",
+        help="only probe which local S3 servers answer Range GETs with 206 (no lake needed)",
+    )
     args = ap.parse_args()
+    if args.ranges:
+        print(json.dumps(range_support(), indent=1))
+        return
+    if args.lake is None:
+        ap.error("give a LAKE folder (or --ranges)")
     import lake
     from lake.config import store_spec
     from lake.layout import patches_path

@@ -31,6 +31,8 @@ _LAZY = {
     "LakeDataset": "lake.loader.dataset",
     "LakeDataLoader": "lake.loader.dataset",
     "ReadOptions": "lake.loader.options",
+    "DeviceFeeder": "lake.loader.device",
+    "to_device": "lake.loader.device",
     "collate_samples": "lake.loader.collate",
     "collate_fn": "lake.loader.collate",
     "collate_labels": "lake.loader.collate",

@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lake.bigearthnet import BAND_STATS
 from lake.config import StoreSpec, as_spec
-from lake.errors import ConfigError, LayoutError, ShardReadError
+from lake.errors import ConfigError, LayoutError, ReleaseNotFound, ShardReadError
+from lake.index import ReleaseIndex, read_index
 from lake.loader import order
 from lake.loader.augmentation import (
     Augment,
@@ -37,7 +38,7 @@ from lake.loader.augmentation import (
 from lake.loader.cache import ShardCache
 from lake.loader.collate import COLLATE, Batch, Sample, collate_fn, collate_samples
 from lake.loader.decode import COMPOSITES, RASTERS, BlockDecoder, DecodeSpec, Resample
-from lake.loader.fetch import ShardReader, group_needs, read_layouts
+from lake.loader.fetch import ShardReader, group_needs, index_layouts, read_layouts
 from lake.loader.items import (
     TASKS,
     Items,
@@ -67,7 +68,15 @@ log = logging.getLogger("lake.loader")
 
 Modality = Literal["s2_10m", "s2_20m", "s2_60m", "s1", "reference_map", "labels", "rgb", "s1_rgb"]
 DEFAULT_MODALITIES: Final[tuple[Modality, ...]] = ("s2_10m", "s2_20m", "s1", "labels")
+#: Where each modality comes from, in one place: a raster (``RASTERS``) is the patch group's
+#: array of the same name; a composite is computed from the array ``decode.COMPOSITES`` names
+#: (``DecodeSpec.sources`` lists what to fetch); ``labels`` come from the items (the index or
+#: the patches table). A new modality (e.g. a time series) adds its source here and its reader
+#: beside :class:`~lake.loader.decode.BlockDecoder`.
 MODALITIES: Final = (*RASTERS, "labels", *COMPOSITES)
+#: What rasters are delivered as: float32, or the stored dtypes (``native``).
+Dtype = Literal["float32", "native"]
+DTYPES: Final = ("float32", "native")
 #: How ``rgb`` is stretched: a fixed reflectance range, or from the lake's band statistics.
 RgbStretch = Literal["fixed", "lake"]
 RGB_STRETCHES: Final = ("fixed", "lake")
@@ -204,6 +213,11 @@ class LakeDataset(IterableDataset[Any]):
         world_size: Number of ranks (same default).
         equalize: ``pad`` (repeat the first samples) or ``drop`` (leave out the last) so that
             every rank has the same number of samples per epoch.
+        dtype: ``float32`` (default: every raster as float32, normalised here when asked) or
+            ``native``: the values as stored (S2 and the reference map uint16, S1 float32),
+            half the bytes of S2 through worker shared memory and no float work per sample;
+            normalise on the device with :func:`lake.loader.to_device` (``normalize`` and
+            bilinear resampling are refused here with ``native``).
         read: How to read (requests in flight, decode threads, byte ranges, retries, timeout,
             shard cache): a :class:`~lake.loader.options.ReadOptions`; it never changes which
             samples come or in which order.
@@ -243,11 +257,10 @@ class LakeDataset(IterableDataset[Any]):
         rank: int | None = None,
         world_size: int | None = None,
         equalize: Equalize = "pad",
+        dtype: Dtype = "float32",
         read: ReadOptions | None = None,
         **s3: Any,
     ) -> None:
-        from lake.reader import open_lake
-
         super().__init__()
         if task not in TASKS:
             raise ConfigError(f"task={task!r}: use one of {', '.join(TASKS)}")
@@ -280,7 +293,7 @@ class LakeDataset(IterableDataset[Any]):
         if rgb_stretch not in RGB_STRETCHES:
             raise ConfigError(f"rgb_stretch={rgb_stretch!r}: use 'fixed' or 'lake'")
         self.spec = as_spec(url_or_spec, **s3)
-        rel = open_lake(self.spec).release(release)
+        rel = _open_release(self.spec, release)
         self.release = rel.name
         #: The task, or ``mixed`` for several text tasks (``tasks=``).
         self.task: Task | Literal["mixed"] = task
@@ -293,6 +306,20 @@ class LakeDataset(IterableDataset[Any]):
                 f"image_size={image_size}: it sizes the 'rgb' / 's1_rgb' modalities, which "
                 "are not requested; add one, or use resample_to= for the multispectral arrays"
             )
+        if dtype not in DTYPES:
+            raise ConfigError(f"dtype={dtype!r}: use 'float32' or 'native'")
+        if dtype == "native" and normalize is not False:
+            raise ConfigError(
+                f"normalize={normalize!r} with dtype='native': native values are delivered as "
+                "stored; normalise on the device instead: "
+                "lake.loader.to_device(batch, device, normalize=...)"
+            )
+        if dtype == "native" and resample == "bilinear" and resample_to is not None:
+            raise ConfigError(
+                "resample='bilinear' with dtype='native': interpolation makes float32; use "
+                "resample='nearest' (values kept) or dtype='float32'"
+            )
+        self.dtype: Dtype = dtype
         stats = resolve_stats(normalize, self.spec, rel.name)
         self.decode_spec = DecodeSpec(
             arrays=tuple(m for m in self.modalities if m in RASTERS),
@@ -304,6 +331,7 @@ class LakeDataset(IterableDataset[Any]):
             else tuple((b, float(m), float(sd)) for b, (m, sd) in sorted(stats.items())),
             composites=composites,
             image_size=image_size,
+            native=dtype == "native",
             stretch=_stretch(rgb_stretch, self.spec, rel.name)
             if "rgb" in composites
             else FIXED_STRETCH,
@@ -336,8 +364,11 @@ class LakeDataset(IterableDataset[Any]):
             if self.items.row_task is not None
             else len(self.items)
         )
-        names = set(self.decode_spec.sources) | {"s2_10m"}
-        self.layouts = read_layouts(self.spec, self.release, sorted(names))
+        names = sorted(set(self.decode_spec.sources) | {"s2_10m"})
+        if isinstance(rel, ReleaseIndex):
+            self.layouts = index_layouts(rel, names)  # no request: the index holds zarr.json
+        else:
+            self.layouts = read_layouts(self.spec, self.release, names)
         self.samples_per_shard = self.layouts["s2_10m"].samples_per_shard
         self.layouts = {n: lay for n, lay in self.layouts.items() if n in self.decode_spec.sources}
         self._explicit_rank = rank is not None or world_size is not None
@@ -802,6 +833,34 @@ class LakeDataset(IterableDataset[Any]):
     def collate_fn(self) -> Any:
         """The collate function of this dataset's samples."""
         return collate_fn(self.task) if self.task in COLLATE else collate_samples
+
+
+def _open_release(spec: StoreSpec, release: str | None) -> ReleaseIndex | Any:
+    """The release's index, or the release read the long way when it has none.
+
+    With an index, opening costs ``lake.json`` and the index object; a release published before
+    indexes existed is a :class:`lake.reader.Release` (its tables and ``zarr.json`` files).
+
+    Raises:
+        LayoutError: There is no lake at the URL.
+        ReleaseNotFound: The release is not published.
+    """
+    from lake.release import resolve_release
+
+    try:
+        name = resolve_release(spec, release)  # lake.json
+    except ReleaseNotFound:
+        from lake.reader import open_lake
+
+        open_lake(spec)  # raises "there is no lake" when there is none
+        raise
+    index = read_index(spec, name)
+    if index is not None:
+        return index  # lake.reader (and pyarrow.dataset) is not even imported then
+    from lake.reader import Release
+
+    log.info("release %r of %s has no index: opening it from its tables", name, spec.url)
+    return Release(spec, name)
 
 
 def _as_is(batch: Any) -> Any:

@@ -7,7 +7,10 @@ GIL for most of the work) straight into preallocated arrays:
   the values exactly as stored (uint16 values are exact in float32), or normalised with the
   official per-band statistics (:data:`lake.bigearthnet.BAND_STATS`) on request;
 * ``reference_map`` as int32 ``(n, size, size)`` CLC codes (never normalised; resampled with
-  nearest neighbour whatever the mode).
+  nearest neighbour whatever the mode);
+* or, with ``native``, every raster in its stored dtype (uint16 S2 and map, float32 S1), with
+  no per-sample float work: the normalisation is then done on the device
+  (:mod:`lake.loader.device`).
 
 and, for vision-language models, uint8 composites computed from the raw values before any
 normalisation or resampling of the multispectral arrays:
@@ -205,6 +208,8 @@ class DecodeSpec:
         composites: uint8 composites to compute (``rgb``, ``s1_rgb``).
         image_size: Side of the composites in pixels (None: the native 120).
         stretch: The reflectance range of ``rgb``.
+        native: Deliver rasters in their stored dtypes (S2 and the map uint16, S1 float32)
+            instead of float32 / int32; no normalisation then (done on the device).
     """
 
     arrays: tuple[str, ...]
@@ -215,6 +220,7 @@ class DecodeSpec:
     composites: tuple[str, ...] = ()
     image_size: int | None = None
     stretch: Stretch = FIXED_STRETCH
+    native: bool = False
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -233,9 +239,19 @@ class DecodeSpec:
             raise ConfigError(f"resample_to={self.resample_to}: use a size in 1..1024 pixels")
         if self.image_size is not None and not 1 <= self.image_size <= 4096:
             raise ConfigError(f"image_size={self.image_size}: use a size in 1..4096 pixels")
+        if self.native and (self.normalize or self.resample != "nearest"):
+            raise ConfigError(
+                "native dtypes are delivered as stored: no normalize, no bilinear resampling"
+            )
         unknown = [c for c in self.composites if c not in COMPOSITES]
         if unknown:
             raise ConfigError(f"composites {unknown}: use {', '.join(COMPOSITES)}")
+
+    def dtype(self, layout: ArrayLayout) -> np.dtype[Any]:
+        """Output dtype of an array: as stored (``native``), else float32 (the map int32)."""
+        if self.native:
+            return np.dtype(layout.dtype)
+        return np.dtype(np.int32 if layout.name == "reference_map" else np.float32)
 
     def shape(self, layout: ArrayLayout) -> tuple[int, ...]:
         """Output shape of one sample of an array."""
@@ -288,8 +304,7 @@ class BlockDecoder:
         n = len(samples)
         out = {
             name: np.zeros(
-                (n, *self.spec.shape(self.layouts[name])),
-                dtype=np.int32 if name == "reference_map" else np.float32,
+                (n, *self.spec.shape(self.layouts[name])), dtype=self.spec.dtype(self.layouts[name])
             )
             for name in self.spec.arrays
         }
@@ -364,7 +379,7 @@ class BlockDecoder:
 
     def _finish(self, name: str, values: np.ndarray) -> np.ndarray:
         spec = self.spec
-        if name == "reference_map":
+        if name == "reference_map" or spec.native:
             return resample(values, spec.resample_to, "nearest") if spec.resample_to else values
         a = values.astype(np.float32)
         if spec.resample_to:

@@ -30,6 +30,7 @@ import numpy as np
 
 from lake.config import StoreSpec
 from lake.errors import IntegrityError, LayoutError, ShardReadError
+from lake.index import ReleaseIndex
 from lake.layout import patches_path
 from lake.loader.cache import ShardCache
 from lake.storage import filesystem
@@ -96,6 +97,16 @@ def read_layouts(spec: StoreSpec, release: str, names: Iterable[str]) -> dict[st
             raise raw
         out[name] = _layout(name, json.loads(raw), spec.child(group, name).url)
     return out
+
+
+def index_layouts(index: ReleaseIndex, names: Iterable[str]) -> dict[str, ArrayLayout]:
+    """The layouts of some arrays from a release index (no request: :mod:`lake.index`).
+
+    Raises:
+        LayoutError: As :func:`read_layouts`.
+    """
+    group = index.spec.child(patches_path(index.name))
+    return {name: _layout(name, index.array_meta(name), group.child(name).url) for name in names}
 
 
 def _layout(name: str, meta: Mapping[str, Any], where: str) -> ArrayLayout:
@@ -251,6 +262,10 @@ class ShardReader:
         self.max_gap = max_gap
         s3 = {"max_connections": max_in_flight + 4, "retries": 0, "timeout": timeout}
         self._fs = filesystem(spec, **(s3 if spec.protocol == "s3" else {}))
+        # s3fs sends a HEAD before every whole-object GET (to split objects above its block
+        # size into concurrent ranges); shard objects are smaller, and the HEAD doubled the
+        # round trips of every whole-shard read. One GET it is.
+        self._whole_kw: dict[str, Any] = {"max_concurrency": 1} if spec.protocol == "s3" else {}
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="lake-fetch")
         self._indexes: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -447,7 +462,7 @@ class ShardReader:
                 self._keys.append(key)
                 self._ranges.append((start, end))
             try:
-                data = self._fs.cat_file(path, start=start, end=end)
+                data = self._fs.cat_file(path, start=start, end=end, **self._whole_kw)
                 want = _expected_length(start, end)
                 if want is not None and len(data) != want:
                     raise ShortRead(f"asked for {want} bytes, got {len(data)}")

@@ -167,8 +167,8 @@ OPTIONS_ONLY = {
     "--json-out bench-output/timeseries.json",
     ".venv/bin/python benchmarks/search.py --rounds 4 --markdown --json-out "
     "bench-output/search.json",
-    ".venv/bin/python benchmarks/loader.py --pairs 10000 --time-limit 90 --out /tmp/lb10k --keep "
-    "--json-out loader.json",
+    ".venv/bin/python benchmarks/loader.py --pairs 20000 --time-limit 90 --out /tmp/lb20k --keep "
+    "--json-out /tmp/lb20k/loader.json",
     ".venv/bin/python benchmarks/integrity.py --pairs 1024 --repeats 7 --json-out "
     "bench-output/integrity.json",
     ".venv/bin/python benchmarks/loader_text.py --pairs 2000 --out /tmp/lt --keep",
