@@ -43,6 +43,7 @@ from lake.loader.items import (
     TASKS,
     Items,
     LabelOrder,
+    Selection,
     Split,
     Task,
     load_items,
@@ -66,14 +67,18 @@ from lake.vlm.rows import TextTask
 
 log = logging.getLogger("lake.loader")
 
-Modality = Literal["s2_10m", "s2_20m", "s2_60m", "s1", "reference_map", "labels", "rgb", "s1_rgb"]
+#: The time-series modality (``timeseries=`` names its part).
+SERIES: Final = "s2_timeseries"
+Modality = Literal[
+    "s2_10m", "s2_20m", "s2_60m", "s1", "reference_map", "labels", "rgb", "s1_rgb", "s2_timeseries"
+]
 DEFAULT_MODALITIES: Final[tuple[Modality, ...]] = ("s2_10m", "s2_20m", "s1", "labels")
 #: Where each modality comes from, in one place: a raster (``RASTERS``) is the patch group's
 #: array of the same name; a composite is computed from the array ``decode.COMPOSITES`` names
 #: (``DecodeSpec.sources`` lists what to fetch); ``labels`` come from the items (the index or
-#: the patches table). A new modality (e.g. a time series) adds its source here and its reader
-#: beside :class:`~lake.loader.decode.BlockDecoder`.
-MODALITIES: Final = (*RASTERS, "labels", *COMPOSITES)
+#: the patches table); ``s2_timeseries`` is the 10 m composite of a time-series part of the
+#: release (``lake pipeline timeseries``), read by :class:`lake.timeseries.TimeSeries`.
+MODALITIES: Final = (*RASTERS, "labels", *COMPOSITES, SERIES)
 #: What rasters are delivered as: float32, or the stored dtypes (``native``).
 Dtype = Literal["float32", "native"]
 DTYPES: Final = ("float32", "native")
@@ -157,6 +162,12 @@ class LakeDataset(IterableDataset[Any]):
     * ``augment=`` flips / rotates rasters, boxes, points and direction words together
       (:mod:`lake.loader.augmentation`); the sample names its ``transform``.
 
+    Time series: ``modalities=[..., "s2_timeseries"]`` adds the pair's 10 m composite of a
+    time-series part (``timeseries=`` names it; the only part when None) as ``(T, 4, 120, 120)``
+    (B02, B03, B04, B08 over the part's composite periods, :attr:`timeseries_times`), uint16
+    with ``dtype="native"``, else float32, flipped with the other rasters. The epoch then holds
+    the selected pairs that the part covers, in the same order and resume rules.
+
     Use it with ``DataLoader(ds, batch_size=B, num_workers=W, collate_fn=collate_fn(task))`` and
     call :meth:`set_epoch` each epoch; for exact mid-epoch resume with worker processes use
     :class:`LakeDataLoader`, which counts what it delivered.
@@ -171,7 +182,8 @@ class LakeDataset(IterableDataset[Any]):
             IDs (text tasks), or a STAC search result (ItemCollection, Items, item ids).
         modalities: Any of ``s2_10m``, ``s2_20m``, ``s2_60m``, ``s1``, ``reference_map``,
             ``labels``, and the uint8 composites ``rgb`` (B04, B03, B02 of ``s2_10m``) and
-            ``s1_rgb`` (S1 false colour), ``(3, S, S)`` each (see ``image_size``).
+            ``s1_rgb`` (S1 false colour), ``(3, S, S)`` each (see ``image_size``), and
+            ``s2_timeseries`` (see ``timeseries``).
         resample_to: Common side in pixels for every multispectral raster and the reference
             map (None: native sizes); not for ``rgb`` / ``s1_rgb``.
         resample: ``nearest`` or ``bilinear`` (the reference map is always nearest).
@@ -218,6 +230,8 @@ class LakeDataset(IterableDataset[Any]):
             half the bytes of S2 through worker shared memory and no float work per sample;
             normalise on the device with :func:`lake.loader.to_device` (``normalize`` and
             bilinear resampling are refused here with ``native``).
+        timeseries: The time-series part of the ``s2_timeseries`` modality (``lake pipeline
+            timeseries --part``; None: the release's only part).
         read: How to read (requests in flight, decode threads, byte ranges, retries, timeout,
             shard cache): a :class:`~lake.loader.options.ReadOptions`; it never changes which
             samples come or in which order.
@@ -258,6 +272,7 @@ class LakeDataset(IterableDataset[Any]):
         world_size: int | None = None,
         equalize: Equalize = "pad",
         dtype: Dtype = "float32",
+        timeseries: str | None = None,
         read: ReadOptions | None = None,
         **s3: Any,
     ) -> None:
@@ -346,6 +361,19 @@ class LakeDataset(IterableDataset[Any]):
         self.read = read
         self.cache = read.shard_cache()
         selection = resolve_selection(select, self.spec, self.release)
+        #: The time-series part read for ``s2_timeseries`` (None without that modality).
+        self.timeseries: str | None = None
+        self.timeseries_times: list[Any] = []
+        self._series: Any = None  # lake.timeseries.TimeSeries, opened per process
+        if SERIES in self.modalities:
+            series = _open_series(self.spec, self.release, timeseries)
+            self.timeseries, self.timeseries_times = series.part, series.times
+            selection = _within_series(selection, series)
+        elif timeseries is not None:
+            raise ConfigError(
+                f"timeseries={timeseries!r}: it names the part of the 's2_timeseries' modality, "
+                "which is not requested; add it to modalities"
+            )
         self.categories = None if categories is None else _names("categories", categories)
         self.types = None if types is None else _names("types", types)
         self.items: Items = load_items(
@@ -564,6 +592,7 @@ class LakeDataset(IterableDataset[Any]):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_runtime"] = None  # clients and threads never cross a process boundary
+        state["_series"] = None  # nor open stores
         return state
 
     # -- iteration ---------------------------------------------------------------------------
@@ -826,13 +855,70 @@ class LakeDataset(IterableDataset[Any]):
             out["conversation"] = pair_rows(items.rows, items.offsets, item_ids)
         elif self.task != "labels":
             out.update(row_meta(table, self.items.tasks, self.box_size))
+        if self.timeseries is not None:
+            out[SERIES] = self._read_series(table["patch_id"].to_pylist(), item_ids)
         if self.augment is not None:
             augment_meta(out, self._transforms(item_ids), self.box_size)
         return out
 
+    def _read_series(self, patch_ids: list[str], item_ids: np.ndarray) -> np.ndarray:
+        """``(n, T, 4, 120, 120)`` composites of the patches (flipped like the other rasters)."""
+        from lake.timeseries import TimeSeries
+        from lake.vlm.augment import transform_image
+
+        if self._series is None:
+            self._series = TimeSeries.open(self.spec, self.release, self.timeseries)
+        values = self._series.composite(self._series.indices_of(patch_ids), "s2_10m")
+        if self.dtype != "native":
+            values = values.astype(np.float32)
+        if self.augment is not None:
+            for row, t in enumerate(self._transforms(item_ids)):
+                values[row] = transform_image(values[row], t)
+        return values
+
     def collate_fn(self) -> Any:
         """The collate function of this dataset's samples."""
         return collate_fn(self.task) if self.task in COLLATE else collate_samples
+
+
+def _open_series(spec: StoreSpec, release: str, part: str | None) -> Any:
+    """The time-series part of ``s2_timeseries``, checked to hold composites.
+
+    Raises:
+        ConfigError: The release has no such part, or the part has no composites.
+    """
+    from lake.timeseries import TimeSeries
+
+    try:
+        series = TimeSeries.open(spec, release, part)
+    except LayoutError as exc:
+        raise ConfigError(f"modality 's2_timeseries': {exc}") from None
+    if series.document["composite"] == "none":
+        raise ConfigError(
+            f"modality 's2_timeseries': part {series.part!r} holds raw acquisitions only (a "
+            "ragged number per pair); cut it with --composite 10D or month, or read the "
+            "acquisitions with lake.timeseries.TimeSeries.read"
+        )
+    return series
+
+
+def _within_series(selection: Selection | None, series: Any) -> Selection:
+    """The selection restricted to the pairs a time-series part covers.
+
+    Raises:
+        ConfigError: The selection is of annotation IDs.
+        PatchNotFound: It names pairs the part does not cover.
+    """
+    covered = series.patch_ids
+    if selection is None:
+        return Selection("patch_id", tuple(sorted(covered)))
+    if selection.by != "patch_id":
+        raise ConfigError(
+            "modality 's2_timeseries' selects pairs: give patch ids (or SQL returning "
+            "patch_id), not annotation IDs"
+        )
+    series.indices_of(list(selection.values))  # PatchNotFound names the uncovered ones
+    return selection
 
 
 def _open_release(spec: StoreSpec, release: str | None) -> ReleaseIndex | Any:

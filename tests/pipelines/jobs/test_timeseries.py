@@ -197,6 +197,43 @@ def test_cli_on_s3_end_to_end(world: World, s3_server: object) -> None:
         cluster=ClusterSpec("sync"),
     )  # fmt: skip
     assert again.already_done
+    check_loader(spec, ts, world)
+
+
+def check_loader(spec: object, ts: TimeSeries, world: World) -> None:
+    """The loader delivers the composites as ``s2_timeseries`` with the usual order rules."""
+    from lake.loader import LakeDataLoader, LakeDataset
+
+    ds = LakeDataset(spec, modalities=["s2_timeseries", "labels"], dtype="native", seed=3)
+    assert ds.timeseries == "may-june" and [t.month for t in ds.timeseries_times] == [5, 6]
+    batches = list(LakeDataLoader(ds, batch_size=2))
+    got = [pid for b in batches for pid in b["patch_id"]]
+    assert sorted(got) == world.ids  # the epoch is the pairs the part covers
+    for b in batches:
+        want = ts.composite(ts.indices_of(b["patch_id"]))
+        np.testing.assert_array_equal(b["s2_timeseries"].numpy(), want)
+        assert b["s2_timeseries"].shape[1:] == (2, 4, 120, 120)
+
+    def fresh() -> LakeDataset:
+        return LakeDataset(spec, modalities=["s2_timeseries"], dtype="native", seed=3)
+
+    resumed = fresh()
+    resumed.load_state_dict(fresh().state_dict(consumed=1))
+    assert [s["patch_id"] for s in resumed] == [s["patch_id"] for s in fresh()][1:]
+    flipped = LakeDataset(spec, modalities=["s2_timeseries"], augment=True, shuffle=False)
+    for sample in flipped:
+        from lake.vlm.augment import transform_image
+
+        (series,) = ts.indices_of([sample["patch_id"]])
+        want = transform_image(ts.composite([series])[0].astype(np.float32), sample["transform"])
+        np.testing.assert_array_equal(sample["s2_timeseries"].numpy(), want)
+    outside = sorted(set(open_lake(spec).current.sample_index) - set(world.ids))[0]
+    with pytest.raises(PatchNotFound, match="not in time-series part 'may-june'"):
+        LakeDataset(spec, select=[outside], modalities=["s2_timeseries"])
+    with pytest.raises(ConfigError, match=r"timeseries='may-june'.*not requested"):
+        LakeDataset(spec, modalities=["s2_10m"], timeseries="may-june")
+    with pytest.raises(ConfigError, match="no time-series part 'nope'"):
+        LakeDataset(spec, modalities=["s2_timeseries"], timeseries="nope")
 
 
 def test_resumes_after_a_crash(world: World, tmp_path: Path) -> None:
