@@ -105,6 +105,7 @@ def run_case(lake_dir: Path, case: str, cache: bool, args: argparse.Namespace) -
         str(lake_dir),
         modalities=args.modalities,
         image_size=args.image_size,
+        dtype=args.dtype,
         seed=0,
         shuffle=True,
         read=read,
@@ -171,6 +172,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (0: in process)")
     ap.add_argument("--modalities", default="s2_10m,s2_20m,s1,labels")
     ap.add_argument("--image-size", type=int, default=None, help="side of rgb / s1_rgb")
+    ap.add_argument(
+        "--dtype", choices=("float32", "native"), default="float32", help="LakeDataset(dtype=)"
+    )
     ap.add_argument("--max-batches", type=int, default=0, help="stop each epoch after N (0: all)")
     ap.add_argument(
         "--repeat", type=int, default=1, help="epochs per side, alternating; the best is kept"
@@ -195,6 +199,7 @@ def main() -> None:
             "workers": args.workers,
             "modalities": args.modalities,
             "image_size": args.image_size,
+            "dtype": args.dtype,
             "machine": f"{platform.machine()}, {platform.python_version()}",
             "cases": {},
         }
