@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from lake.config import StoreSpec
 from lake.patchstore import array_of
 from lake.reader import Release
-from lake.storage import filesystem, read_json, write_bytes_atomic, write_json_atomic
+from lake.storage import filesystem, write_bytes_atomic, write_json_atomic
 from lake.vlm.rows import TextRow
 from pipelines.cluster.runner import Runner
 from pipelines.cluster.spec import ClusterSpec
@@ -53,6 +53,8 @@ from pipelines.jobs.export_vlm import (
     VlmOptions,
     VlmPart,
     encode_image,
+    finish,
+    finished,
     part_name,
     rgb_image,
     rows_by_pair,
@@ -201,10 +203,10 @@ def export_hf(
     Returns:
         The index (also written as ``index.json``), plus ``resumed`` and ``dashboard``.
     """
-    fs = filesystem(target)
-    if fs.exists(target.path("index.json")):
-        return {**read_json(fs, target.path("index.json")), "already_done": True}
-    records, resumed, dashboard = run_parts(
+    done = finished(target)
+    if done is not None:
+        return done
+    runs = run_parts(
         write_hf_part,
         parts,
         rel.spec,
@@ -218,20 +220,15 @@ def export_hf(
         progress=progress,
         on_start=on_start,
     )
-    files = [f for r in records for f in r["files"]]
+    files = [f for r in runs[0] for f in r["files"]]
     card = dataset_card(files, opts, rel.name).encode()
-    write_bytes_atomic(fs, target.path("README.md"), card)
-    index = {
-        "format": "hf",
-        "source": rel.spec.url,
-        "release": rel.name,
-        "options": opts.to_dict(),
-        "pairs": sum(int(r["pairs"]) for r in records),
-        "rows": sum(int(r["rows"]) for r in records),
-        "bytes": sum(int(f["bytes"]) for f in files) + len(card),
-        "files": ["README.md", *(f["name"] for f in files)],
-        "parts": [{k: r[k] for k in ("part", "pairs", "rows", "bytes")} for r in records],
-    }
-    write_json_atomic(fs, target.path("index.json"), index)
-    fs.rm(target.path(WORK), recursive=True)
-    return {**index, "resumed": resumed, "dashboard": dashboard, "already_done": False}
+    write_bytes_atomic(filesystem(target), target.path("README.md"), card)
+    return finish(
+        rel,
+        target,
+        opts,
+        "hf",
+        runs,
+        size=sum(int(f["bytes"]) for f in files) + len(card),
+        files=["README.md", *(f["name"] for f in files)],
+    )

@@ -34,7 +34,7 @@ import numpy as np
 from lake.config import StoreSpec
 from lake.patchstore import array_of
 from lake.reader import Release
-from lake.storage import filesystem, read_json, write_bytes_atomic, write_json_atomic
+from lake.storage import filesystem, write_bytes_atomic, write_json_atomic
 from lake.vlm.rows import TextRow
 from pipelines.cluster.runner import Runner
 from pipelines.cluster.spec import ClusterSpec
@@ -44,6 +44,8 @@ from pipelines.jobs.export_vlm import (
     VlmOptions,
     VlmPart,
     encode_image,
+    finish,
+    finished,
     part_name,
     rgb_image,
     rows_by_pair,
@@ -172,10 +174,10 @@ def export_llava(
     Returns:
         The index (also written as ``index.json``), plus ``resumed`` and ``dashboard``.
     """
-    fs = filesystem(target)
-    if fs.exists(target.path("index.json")):
-        return {**read_json(fs, target.path("index.json")), "already_done": True}
-    records, resumed, dashboard = run_parts(
+    done = finished(target)
+    if done is not None:
+        return done
+    runs = run_parts(
         write_llava_part,
         parts,
         rel.spec,
@@ -188,21 +190,17 @@ def export_llava(
         progress=progress,
         on_start=on_start,
     )
+    records = runs[0]
     size = sum(int(r["bytes"]) for r in records)
     size += _write_text_atomic(target, JSONL_NAME, (line + "\n" for line in _lines(records)))
     size += _write_text_atomic(target, JSON_NAME, _json_list(records))
-    index = {
-        "format": "llava",
-        "source": rel.spec.url,
-        "release": rel.name,
-        "options": opts.to_dict(),
-        "pairs": sum(int(r["pairs"]) for r in records),
-        "rows": sum(int(r["rows"]) for r in records),
-        "conversations": sum(len(r["conversations"]) for r in records),
-        "bytes": size,
-        "files": [JSON_NAME, JSONL_NAME],
-        "parts": [{k: r[k] for k in ("part", "pairs", "rows", "bytes")} for r in records],
-    }
-    write_json_atomic(fs, target.path("index.json"), index)
-    fs.rm(target.path(WORK), recursive=True)
-    return {**index, "resumed": resumed, "dashboard": dashboard, "already_done": False}
+    return finish(
+        rel,
+        target,
+        opts,
+        "llava",
+        runs,
+        size=size,
+        files=[JSON_NAME, JSONL_NAME],
+        conversations=sum(len(r["conversations"]) for r in records),
+    )

@@ -38,7 +38,7 @@ from lake.bigearthnet import TEXT_SPLITS
 from lake.config import StoreSpec
 from lake.errors import ConfigError, QueryError
 from lake.reader import Release
-from lake.storage import filesystem, read_json
+from lake.storage import filesystem, read_json, write_json_atomic
 from lake.vlm.boxes import BOX_FORMATS, BoxFormat, convert_text
 from lake.vlm.composite import resize, s2_rgb, to_pil
 from lake.vlm.rows import TASK_TYPES, TextRow, conversation_order, rows_of
@@ -47,6 +47,8 @@ from pipelines.cluster.spec import ClusterSpec
 
 #: The folder of an export's resumable state: one record per finished part (removed at the end).
 WORK: Final = "_export"
+#: The document a finished export writes last.
+INDEX_NAME: Final = "index.json"
 
 #: A text task of the exports (the loader's names).
 TextTask = Literal["caption", "vqa", "refexp"]
@@ -351,3 +353,56 @@ def run_parts(
             for record in runner.map(fn, todo, *args, desc="export", progress=progress):
                 records[int(record["part"])] = record
     return [records[k] for k in sorted(records)], resumed, dashboard
+
+
+def finished(target: StoreSpec) -> dict[str, Any] | None:
+    """The index of an export already finished at ``target`` (``already_done``), or None."""
+    fs = filesystem(target)
+    if not fs.exists(target.path(INDEX_NAME)):
+        return None
+    return {**read_json(fs, target.path(INDEX_NAME)), "already_done": True}
+
+
+def finish(
+    rel: Release,
+    target: StoreSpec,
+    opts: VlmOptions,
+    fmt: str,
+    runs: tuple[list[dict[str, Any]], int, str | None],
+    *,
+    size: int,
+    files: list[str],
+    **extra: Any,
+) -> dict[str, Any]:
+    """Write ``index.json`` of a finished export (last) and remove its ``_export/`` records.
+
+    Args:
+        rel: The exported release.
+        target: The export's folder.
+        opts: Its options.
+        fmt: ``llava`` or ``hf``.
+        runs: What :func:`run_parts` returned (records, parts resumed, dashboard).
+        size: Bytes written in all.
+        files: The top-level files a reader opens first.
+        **extra: Format-specific counts, placed after ``pairs`` and ``rows``.
+
+    Returns:
+        The index, plus ``resumed``, ``dashboard`` and ``already_done`` (False).
+    """
+    records, resumed, dashboard = runs
+    index = {
+        "format": fmt,
+        "source": rel.spec.url,
+        "release": rel.name,
+        "options": opts.to_dict(),
+        "pairs": sum(int(r["pairs"]) for r in records),
+        "rows": sum(int(r["rows"]) for r in records),
+        **extra,
+        "bytes": size,
+        "files": files,
+        "parts": [{k: r[k] for k in ("part", "pairs", "rows", "bytes")} for r in records],
+    }
+    fs = filesystem(target)
+    write_json_atomic(fs, target.path(INDEX_NAME), index)
+    fs.rm(target.path(WORK), recursive=True)
+    return {**index, "resumed": resumed, "dashboard": dashboard, "already_done": False}
