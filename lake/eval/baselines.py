@@ -39,7 +39,7 @@ from lake.errors import ConfigError
 from lake.eval.answers import LETTERS
 from lake.eval.score import BOX_TYPE, CAPTION_TYPE
 from lake.vlm.boxes import Box, BoxFormat, format_box
-from lake.vlm.rows import TextRow
+from lake.vlm.rows import BOX_COLUMNS, TextRow
 
 #: The baselines (see the module docstring).
 Baseline = Literal["majority", "random", "full-image-box"]
@@ -60,7 +60,6 @@ TRAIN_COLUMNS: Final = (
     "box_x2",
     "box_y2",
 )
-_BOX_COLUMNS: Final = ("box_x1", "box_y1", "box_x2", "box_y2")
 
 
 def _top(table: pa.Table, key: str, value: str) -> dict[Any, Any]:
@@ -103,9 +102,9 @@ class _TrainStats:
         boxes = boxes.filter(pc.is_valid(boxes["box_x1"]))
         self.box: dict[str, Box] = {}
         if boxes.num_rows:
-            means = boxes.group_by("category").aggregate([(c, "mean") for c in _BOX_COLUMNS])
+            means = boxes.group_by("category").aggregate([(c, "mean") for c in BOX_COLUMNS])
             for rec in means.to_pylist():
-                x1, y1, x2, y2 = (float(rec[f"{c}_mean"]) for c in _BOX_COLUMNS)
+                x1, y1, x2, y2 = (float(rec[f"{c}_mean"]) for c in BOX_COLUMNS)
                 self.box[rec["category"]] = (x1, y1, x2, y2)
         captions = _of_type(train, CAPTION_TYPE).select(["output"])
         self.caption = str(_top(_with_all(captions), "all", "output").get("", ""))

@@ -37,7 +37,8 @@ OPTIONAL_COLUMNS: Final = (
     "box_x2",
     "box_y2",
 )
-_BOX_COLUMNS: Final = ("box_x1", "box_y1", "box_x2", "box_y2")
+#: The parsed box columns of the annotations, (x1, y1, x2, y2).
+BOX_COLUMNS: Final = ("box_x1", "box_y1", "box_x2", "box_y2")
 
 
 class TextRow(TypedDict):
@@ -102,7 +103,7 @@ def rows_of(table: pa.Table) -> list[TextRow]:
 
     ids, types, cats, inputs, outputs = (column(c) for c in REQUIRED_COLUMNS)
     options, index, answer = column("options"), column("answer_index"), column("answer_bool")
-    corners = [column(c) for c in _BOX_COLUMNS]
+    corners = [column(c) for c in BOX_COLUMNS]
     rows: list[TextRow] = []
     for i in range(n):
         values = [c[i] for c in corners]
