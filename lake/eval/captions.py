@@ -125,7 +125,7 @@ def jdk_on_path() -> Iterator[None]:
 
 
 def ptb_tokenize(captions: Mapping[int, Sequence[str]]) -> dict[int, list[str]]:
-    """PTB-tokenise captions (``{id: [caption, ...]}``) exactly as pycocoevalcap's tokenizer does.
+    r"""PTB-tokenise captions (``{id: [caption, ...]}``) exactly as pycocoevalcap's tokenizer does.
 
     Why not ``PTBTokenizer().tokenize``: it writes its input file into its package folder, so it
     fails on a read-only install. Followed: ``tokenizer/ptbtokenizer.py`` of pycocoevalcap 1.2
