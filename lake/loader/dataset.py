@@ -686,7 +686,7 @@ class LakeDataset(IterableDataset[Any]):
         current, last = None, 0
         for positions, arrays, bad in pieces:
             block_id = int((positions[0] - start) // self.batch_size)
-            if current is not None and block_id != current:
+            if current is not None and block_id != current:  # (a block cut short by skips)
                 if in_main:
                     self._consumed = last
                 yield self._batch(pending, seq)
@@ -696,6 +696,13 @@ class LakeDataset(IterableDataset[Any]):
                 keep = np.array([r not in bad for r in range(len(positions))], dtype=bool)
                 positions, arrays = positions[keep], {k: v[keep] for k, v in arrays.items()}
             pending.append((positions, arrays))
+            # A complete block goes out now, not when the next piece arrives: the first batch
+            # would otherwise wait for the whole first window, not just its own small read.
+            if last == min(start + (block_id + 1) * self.batch_size, seq.length):
+                if in_main:
+                    self._consumed = last
+                yield self._batch(pending, seq)
+                pending, current = [], None
         if pending:
             if in_main:
                 self._consumed = last

@@ -353,3 +353,43 @@ def test_a_broken_shard_fails_the_epoch_naming_it_or_is_skipped_and_counted(load
     got = ids(ds)
     assert len(got) == N_PAIRS - PER_SHARD and ds.errors == PER_SHARD
     assert ds.state_dict()["errors"] == PER_SHARD
+
+
+def test_first_batch_comes_out_before_its_window_is_read(loader_lake, monkeypatch):
+    """Regression: a complete block waited for the next piece, and so for the whole first
+    window's read, which made the fast start (the first block's own small read) pointless."""
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as FutureTimeout
+    from threading import Event
+
+    from lake.loader.fetch import ShardReader
+
+    held = Event()
+    whole_shard = ShardReader._whole_shard
+
+    def wait_then_read(self: ShardReader, *args: object) -> object:
+        held.wait(60)
+        return whole_shard(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ShardReader, "_whole_shard", wait_then_read)
+    # The first block (8 pairs, at most half a shard) is read as ranges, the window mostly whole.
+    read = ReadOptions(dense_fraction=0.6)
+    ds = LakeDataset(loader_lake.spec, modalities=["s2_10m", "labels"], seed=5, read=read)
+    it = iter(LakeDataLoader(ds, 8))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(next, it)
+            try:
+                batch = first.result(timeout=20)  # while every whole-shard read is held
+            except FutureTimeout:
+                held.set()
+                pytest.fail("the first batch waited for the window's whole-shard reads")
+        assert not held.is_set()
+        held.set()
+        rest = list(it)
+        assert any(r == (None, None) for r in ds._runtime.reader.stats.ranges)  # whole reads
+    finally:
+        held.set()
+        ds.close()
+    local = list(LakeDataLoader(LakeDataset(loader_lake.spec, modalities=["labels"], seed=5), 8))
+    assert batch_ids([batch, *rest]) == batch_ids(local)
