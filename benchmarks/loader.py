@@ -568,7 +568,12 @@ def check_batch(batch: dict[str, Any], truth: dict[str, dict[str, np.ndarray]]) 
 
 
 def _import_for(fmt: str) -> None:
-    """Import what a format's loader needs before the clock starts (imports are not I/O)."""
+    """Import what a format's loader needs before the clock starts (imports are not I/O).
+
+    pandas for every format: pyarrow imports it at its first ``pa.array`` (0.3 s cold), which
+    the lake's open makes, and a training script has usually imported it anyway.
+    """
+    import pandas  # noqa: F401
     import torch.utils.data  # noqa: F401
 
     if fmt in LAKES:

@@ -44,7 +44,7 @@ from lake.layout import (
     patches_table_path,
     release_index_path,
 )
-from lake.storage import filesystem, write_bytes_atomic
+from lake.storage import filesystem, one_get, write_bytes_atomic
 from lake.tables import arrow_buffer
 
 __all__ = [
@@ -225,13 +225,13 @@ def read_index(spec: StoreSpec, release: str) -> ReleaseIndex | None:
     """
     path = release_index_path(release)
     fs = filesystem(spec)
-    # One GET: s3fs would send a HEAD first unless told not to split the object.
-    one_get = {"max_concurrency": 1} if spec.protocol == "s3" else {}
     try:
-        raw = fs.cat_file(spec.path(path), **one_get)
+        raw = fs.cat_file(spec.path(path), **one_get(fs))
     except FileNotFoundError:
         return None
-    table = pq.read_table(pa.BufferReader(arrow_buffer(raw)))
+    # ParquetFile, not pq.read_table: that imports pyarrow.dataset and with it pandas, 0.35 s
+    # of a cold process's first batch.
+    table = pq.ParquetFile(pa.BufferReader(arrow_buffer(raw))).read()
     where = f"{spec.url}/{path}"
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     if raw is None:

@@ -33,7 +33,7 @@ from lake.errors import IntegrityError, LayoutError, ShardReadError
 from lake.index import ReleaseIndex
 from lake.layout import patches_path
 from lake.loader.cache import ShardCache
-from lake.storage import filesystem
+from lake.storage import filesystem, one_get
 
 log = logging.getLogger("lake.loader")
 
@@ -265,7 +265,7 @@ class ShardReader:
         # s3fs sends a HEAD before every whole-object GET (to split objects above its block
         # size into concurrent ranges); shard objects are smaller, and the HEAD doubled the
         # round trips of every whole-shard read. One GET it is.
-        self._whole_kw: dict[str, Any] = {"max_concurrency": 1} if spec.protocol == "s3" else {}
+        self._whole_kw = one_get(self._fs)
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="lake-fetch")
         self._indexes: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()

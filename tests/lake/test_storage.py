@@ -76,3 +76,27 @@ def test_json_is_sorted_and_stable(any_spec):
     data = write_json_atomic(fs, any_spec.path("s.json"), {"b": 1, "a": [1, 2]})
     assert json.loads(data) == {"a": [1, 2], "b": 1}
     assert data == write_json_atomic(fs, any_spec.path("s2.json"), {"a": [1, 2], "b": 1})
+
+
+def test_s3_clients_of_a_process_and_its_forks_share_one_session(s3_spec):
+    """Each new aiobotocore session parses botocore's models again (0.15 s a client): the
+    clients of a process share one, and a forked child (a DataLoader worker) keeps it."""
+    import os
+
+    a = filesystem(s3_spec)
+    b = filesystem(s3_spec, max_connections=20, retries=0, timeout=5.0)
+    assert a is not b and a.session is b.session
+    a.pipe_file(s3_spec.path("doc.json"), b'{"x": 1}')
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a new client (fsspec drops its cache), the parent's session
+        try:
+            c = filesystem(s3_spec, max_connections=20)
+            same = read_json(c, s3_spec.path("doc.json")) == {"x": 1}
+            os.write(w, b"1" if (same and c is not a and c.session is a.session) else b"0")
+        finally:
+            os._exit(0)
+    os.close(w)
+    assert os.read(r, 1) == b"1"
+    os.waitpid(pid, 0)
+    os.close(r)

@@ -9,7 +9,8 @@ on GETs whose path contains ``match``, injects faults by a deterministic count: 
 has its connection closed without an answer, and any path containing ``always_fail`` is always
 answered with ``status``. ``delay`` (seconds) is added before each forwarded request is sent
 upstream, so it delays the answer's first byte; ``requests`` and ``bytes_out`` count what was
-forwarded, ``whole_gets`` the matching GETs without a ``Range`` header (whole objects).
+forwarded, ``whole_gets`` the matching GETs without a ``Range`` header (whole objects),
+``heads`` the HEAD requests.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class FaultProxy:
         self.requests = 0
         self.bytes_out = 0
         self.whole_gets = 0
+        self.heads = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._clients: set[socket.socket] = set()
@@ -160,6 +162,7 @@ class FaultProxy:
                 with proxy._lock:
                     proxy.requests += 1
                     proxy.bytes_out += len(data)
+                    proxy.heads += self.command == "HEAD"
                     if (
                         self.command == "GET"
                         and proxy.match in self.path

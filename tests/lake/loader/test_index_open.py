@@ -27,8 +27,8 @@ from tests.support.fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.s3
 MODS = ["s2_10m", "s2_20m", "s1", "labels"]
-#: ``lake.json`` (s3fs sends a HEAD before its GET) and the index (one GET): the whole open.
-MAX_OPEN_REQUESTS = 3
+#: ``lake.json`` and the index, one GET each (no HEAD before them): the whole open.
+MAX_OPEN_REQUESTS = 2
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,9 @@ def test_the_count_does_not_grow_with_modalities_or_selection(loader_lake_s3: St
         n_all = proxy.requests
         LakeDataset(spec, ids[::5], modalities=["s1"], release=RELEASE)
         n_some = proxy.requests - n_all
+        heads = proxy.heads
     assert n_all <= MAX_OPEN_REQUESTS and n_some <= MAX_OPEN_REQUESTS
+    assert heads == 0
 
 
 def test_a_local_release_without_an_index_opens_the_old_way(
