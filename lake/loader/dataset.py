@@ -14,9 +14,11 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Final, Literal, cast
 
 import numpy as np
@@ -89,6 +91,10 @@ RGB_STRETCHES: Final = ("fixed", "lake")
 _READ_FIELDS: Final = frozenset(f.name for f in fields(ReadOptions))
 #: Positions decoded together when samples are yielded one by one.
 _DECODE_PIECE: Final = 64
+#: The spool's marker: the worker of the first batch has its first small read.
+_FIRST_READ: Final = ".first-read"
+#: The longest the other workers wait for it (a slow or failed first worker delays no one more).
+_FIRST_READ_WAIT: Final = 5.0
 _STATE_VERSION: Final = 1
 
 
@@ -735,8 +741,15 @@ class LakeDataset(IterableDataset[Any]):
         while the current one is decoded. A piece never spans two runs or two blocks.
 
         Fast start: the first piece does not wait for its whole run. Its own samples are fetched
-        on their own (a few percent of each shard: byte ranges) while the run downloads, so the
+        on their own first (a few percent of each shard: byte ranges), then the run, so the
         first batch of an epoch, or of a resumed one, comes after a small read, not a window.
+        Only the worker that delivers that batch does so: the others' first batches are needed
+        later, and their reads at the same moment only compete with it (2 workers sent twice
+        the requests of the first batch at once; ADR 0005 has the times). With shared reads
+        (the spool of :class:`LakeDataLoader`) they wait until the first worker's small read is
+        in (a marker file in the spool, at most ``_FIRST_READ_WAIT`` seconds), then read their
+        first run, which is the one the first worker reads next (each object once, through the
+        spool).
 
         Decode once: each run has a :class:`~lake.loader.samplecache.RunCache`, so a pair that
         several positions of the run use (the rows of a text task) is decoded once.
@@ -758,7 +771,11 @@ class LakeDataset(IterableDataset[Any]):
 
         head: Future[Any] | None = None
         first_ids = (groups[0] - start) // piece
-        if rt is not None and first_ids[0] != first_ids[-1]:  # the first run holds 2+ pieces
+        delivers_first = positions[0] == start
+        marker = Path(self._spool.directory, _FIRST_READ) if self._spool is not None else None
+        if marker is not None and not delivers_first:
+            _wait_for(marker, _FIRST_READ_WAIT)
+        if rt is not None and delivers_first and first_ids[0] != first_ids[-1]:  # 2+ pieces
             first_part = groups[0][first_ids == first_ids[0]]
             head = rt.prefetch.submit(rt.reader.fetch, needs_of(first_part))
         else:
@@ -773,6 +790,8 @@ class LakeDataset(IterableDataset[Any]):
                 head_data, head_failed = head.result()
                 head = None
                 submit(0)  # the whole window, once the first piece's own read is done
+                if marker is not None:
+                    _touch(marker)
                 assert rt is not None
                 arrays, problems = self._decode(rt, seq, parts[0], head_data, head_failed, cache)
                 yield parts[0], arrays, self._handle(problems)
@@ -782,6 +801,8 @@ class LakeDataset(IterableDataset[Any]):
             if fut is not None:
                 data, failed = fut.result()
                 fetches[j] = None
+                if marker is not None and delivers_first and j == 0:
+                    _touch(marker)  # (a first run of one piece: no small read came first)
             submit(j + 1)
             for part in parts:
                 if rt is None:
@@ -954,6 +975,18 @@ def _open_release(spec: StoreSpec, release: str | None) -> ReleaseIndex | Any:
 
     log.info("release %r of %s has no index: opening it from its tables", name, spec.url)
     return Release(spec, name)
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(OSError):  # a spool already removed: nobody is waiting
+        path.touch()
+
+
+def _wait_for(path: Path, timeout: float) -> None:
+    """Wait until ``path`` exists, at most ``timeout`` seconds (then go on regardless)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def _as_is(batch: Any) -> Any:

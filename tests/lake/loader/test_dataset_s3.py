@@ -175,3 +175,26 @@ def test_parent_requests_after_a_worker_epoch_do_not_time_out(loader_lake_s3):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["delivered"] == N_PAIRS
     assert result["timeouts"] == []
+
+
+@pytest.mark.timeout(240)
+def test_only_the_worker_of_the_first_batch_reads_ahead_with_ranges(loader_lake_s3):
+    """Fast start with workers: the first worker reads its first block as byte ranges; the
+    others wait for that read (a marker in the epoch's spool) and then read whole shards, so
+    their reads do not compete with the first batch. With 2 workers the ranged requests are
+    those of one process (they were twice as many: every worker read its own block first)."""
+    with FaultProxy(loader_lake_s3.endpoint_url or "", match="") as proxy:
+        spec = replace(loader_lake_s3, endpoint_url=proxy.url)
+
+        def ranged_requests(workers: int) -> tuple[int, list[str]]:
+            before = proxy.requests - proxy.whole_gets - proxy.heads
+            ds = LakeDataset(spec, modalities=MODS, seed=5, shuffle_buffer_shards=4)
+            dl = LakeDataLoader(ds, 8, num_workers=workers, timeout=TIMEOUT if workers else 0)
+            got = [pid for b in dl for pid in b["patch_id"]]
+            return proxy.requests - proxy.whole_gets - proxy.heads - before, got
+
+        in_process, order = ranged_requests(0)
+        two_workers, order2 = ranged_requests(2)
+    assert in_process > 0
+    assert two_workers == in_process
+    assert order2 == order
