@@ -129,7 +129,14 @@ class Runner:
             if self._client is not None:
                 from distributed import as_completed as dask_completed
 
-                scattered = [self._client.scatter(self._outbound(a), broadcast=True) for a in args]
+                # hash=False: a random key per scatter. With content keys, a second map with the
+                # same arguments (staging, then the scan) reused the key the first map's futures
+                # were releasing, and its tasks were cancelled for "lost dependencies" (dask
+                # distributed issue 4612; stumpy issue 289).
+                scattered = [
+                    self._client.scatter(self._outbound(a), broadcast=True, hash=False)
+                    for a in args
+                ]
                 futures = self._client.map(
                     fn, items, *[[s] * len(items) for s in scattered], pure=False
                 )
