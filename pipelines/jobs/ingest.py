@@ -332,13 +332,13 @@ def _ingest_locked(
         )
     state.write(header, "state.json")
 
-    source.prepare(progress=options.progress)
-    checked = source.checked_metadata()  # bad rows are quarantined, not fatal
-    meta = checked.table
-    rows = list(
-        zip(meta.column("patch_id").to_pylist(), meta.column("s1_name").to_pylist(), strict=True)
-    )
     with Runner(cluster.with_store(spec)) as runner:
+        # Staging (tar.zst) runs on the cluster too: one task per archive not staged yet.
+        source.prepare(progress=options.progress, runner=runner)
+        checked = source.checked_metadata()  # bad rows are quarantined, not fatal
+        meta = checked.table
+        ids, s1_names = meta.column("patch_id").to_pylist(), meta.column("s1_name").to_pylist()
+        rows = list(zip(ids, s1_names, strict=True))
         scans = _scan(runner, source, rows, options, state, report)
         scanned_ids, georef, rejected = _collect(scans, rows)
         rejected[:0] = [asdict(r) for r in checked.rejected]

@@ -8,10 +8,10 @@ are shared (:mod:`pipelines.sources.geotiff`, :func:`check_pair`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -119,6 +119,27 @@ class Rejected:
         return cls(error.subject, error.reason, error.detail, patch_id)
 
 
+R = TypeVar("R")
+
+
+class TaskRunner(Protocol):
+    """Runs tasks on a cluster: what a source's :meth:`Source.prepare` may hand work to.
+
+    :class:`pipelines.cluster.runner.Runner` is one (sources do not import the cluster room).
+    """
+
+    def map(
+        self,
+        fn: Callable[..., R],
+        items: Sequence[Any],
+        *args: Any,
+        desc: str = "",
+        progress: bool = True,
+    ) -> Iterator[R]:
+        """Run ``fn(item, *args)`` for every item; yield the results as they complete."""
+        ...
+
+
 @runtime_checkable
 class Source(Protocol):
     """A BigEarthNet source the ingest can read.
@@ -142,8 +163,14 @@ class Source(Protocol):
         """A string that changes when the source's content may have changed (for resume)."""
         ...
 
-    def prepare(self, progress: bool = False) -> None:
-        """One-off work before random access (e.g. staging an archive); idempotent."""
+    def prepare(self, progress: bool = False, runner: TaskRunner | None = None) -> None:
+        """One-off work before random access (e.g. staging an archive); idempotent.
+
+        Args:
+            progress: Show progress bars (on a terminal).
+            runner: Where the work may run as tasks (the ingest's cluster); None: in this
+                process.
+        """
         ...
 
     def metadata(self) -> pa.Table:

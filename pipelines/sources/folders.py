@@ -27,6 +27,7 @@ from pipelines.sources.base import (
     Pair,
     PairHeader,
     Rejected,
+    TaskRunner,
     assemble_header,
     assemble_pair,
     check_metadata,
@@ -155,7 +156,7 @@ class FolderSource:
             sort_keys=True,
         )
 
-    def prepare(self, progress: bool = False) -> None:
+    def prepare(self, progress: bool = False, runner: TaskRunner | None = None) -> None:
         """Check that the root holds the official folders (nothing to stage).
 
         Raises:

@@ -20,7 +20,14 @@ from lake.bigearthnet import ARRAYS
 from lake.config import StoreSpec
 from lake.patchstore import array_of
 from lake.reader import Release
-from pipelines.sources.base import METADATA_SCHEMA, CheckedMetadata, Pair, PairHeader, Rejected
+from pipelines.sources.base import (
+    METADATA_SCHEMA,
+    CheckedMetadata,
+    Pair,
+    PairHeader,
+    Rejected,
+    TaskRunner,
+)
 
 
 class LakeSource:
@@ -61,7 +68,7 @@ class LakeSource:
         digest = hashlib.sha256("\n".join(self.patch_ids).encode()).hexdigest()[:16]
         return f"{self.spec.url}#{self.release}:{len(self.patch_ids)}:{digest}"
 
-    def prepare(self, progress: bool = False) -> None:
+    def prepare(self, progress: bool = False, runner: TaskRunner | None = None) -> None:
         """Nothing to stage."""
 
     def _rel(self) -> Release:

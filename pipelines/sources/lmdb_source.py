@@ -29,6 +29,7 @@ from pipelines.sources.base import (
     Pair,
     PairHeader,
     Rejected,
+    TaskRunner,
     assemble_header,
     assemble_pair,
     check_metadata,
@@ -192,7 +193,7 @@ class LmdbSource:
             sort_keys=True,
         )
 
-    def prepare(self, progress: bool = False) -> None:
+    def prepare(self, progress: bool = False, runner: TaskRunner | None = None) -> None:
         """Check that the LMDB opens (nothing to stage).
 
         Raises:

@@ -17,10 +17,11 @@ import contextlib
 import json
 import os
 import tarfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import BinaryIO, ClassVar, TypedDict
 
 import lmdb
 import pyarrow as pa
@@ -35,6 +36,7 @@ from pipelines.sources.base import (
     Pair,
     PairHeader,
     Rejected,
+    TaskRunner,
     assemble_header,
     assemble_pair,
     check_metadata,
@@ -45,7 +47,7 @@ from pipelines.sources.folders import METADATA_FILE, metadata_paths, or_error, s
 from pipelines.sources.geotiff import Band, read_band_bytes, read_band_header
 from pipelines.sources.lmdb_source import forget_reader, iter_keys, reader
 from pipelines.sources.location import SourceFiles, is_url
-from pipelines.sources.packs import PackStage, StageReport, folder_of
+from pipelines.sources.packs import PackStage, folder_of
 
 #: The archive of each top-level folder.
 ARCHIVES: dict[str, str] = {top: f"{top}.tar.zst" for top in (S2_ROOT, S1_ROOT, MAPS_ROOT)}
@@ -263,6 +265,60 @@ def stage_archive(env: lmdb.Environment, archive: Path, top: str, progress: bool
     return members
 
 
+class StageOutcome(TypedDict):
+    """What one staging task did (:func:`stage_task`).
+
+    Attributes:
+        archive: The archive's file name (``BigEarthNet-S2.tar.zst``...).
+        url: The archive's URL (or path).
+        error: Why staging failed, naming the URL; None when the stage is complete.
+        members: Members staged.
+        seconds: Time the task took.
+        pid: The process that staged it.
+    """
+
+    archive: str
+    url: str
+    error: str | None
+    members: int
+    seconds: float
+    pid: int
+
+
+def stage_task(top: str, source: TarZstSource, bars_in: int = 0) -> StageOutcome:
+    """Stream one archive of ``source`` into its pack stage: a cluster task, one per archive.
+
+    The task reads the archive from its URL and writes the packs, index and ``stage.json`` to
+    the staging location itself; nothing passes through the driver. A failure is returned, not
+    raised, so the other archives' tasks finish and every failure is reported together.
+
+    Args:
+        top: The archive's top-level folder (``BigEarthNet-S2``...).
+        source: The source (archives and staging location).
+        bars_in: The process that shows a bar over the archive's bytes (0: none).
+    """
+    t0 = time.perf_counter()
+    files, stage, name = source.archive_files(), source.packs(), ARCHIVES[top]
+    url = files.name(name)
+    members, error = 0, None
+    try:
+        fingerprint = files.stamp(name)
+        size = (files.info(name) or {}).get("size")
+        with files.open(name) as raw, _counted(raw, size, name, bars_in == os.getpid()) as counted:
+            members = stage.stage(name, _stream_members(counted, top), fingerprint).members
+    except SourceError as exc:
+        error = str(exc).replace(name, url, 1) if str(exc).startswith(name) else str(exc)
+    except OSError as exc:
+        error = (
+            f"{url}: cannot stage it into {stage.files.url} ({type(exc).__name__}: {exc}); "
+            "check that the archive is readable and the staging location writable (--staging-dir)"
+        )
+    seconds = round(time.perf_counter() - t0, 3)
+    return StageOutcome(
+        archive=name, url=url, error=error, members=members, seconds=seconds, pid=os.getpid()
+    )
+
+
 @dataclass(frozen=True)
 class TarZstSource:
     """The official ``.tar.zst`` archives plus ``metadata.parquet``, staged into a local LMDB.
@@ -323,7 +379,8 @@ class TarZstSource:
             return PackStage(SourceFiles.of(self.staging, self.store or self.staging_store))
         return PackStage(SourceFiles(store_spec(self.staging, environ={})))
 
-    def _archive_files(self) -> SourceFiles:
+    def archive_files(self) -> SourceFiles:
+        """The archives' location (a folder or a URL), as :class:`SourceFiles`."""
         return SourceFiles(self.store or store_spec(self.root, environ={}))
 
     def _metadata_urls(self) -> list[str]:
@@ -337,7 +394,7 @@ class TarZstSource:
     def fingerprint(self) -> str:
         """Root, size/mtime of the three archives and of the metadata parquets."""
         if self.store is not None:
-            files = self._archive_files()
+            files = self.archive_files()
             return json.dumps(
                 {
                     "kind": self.kind,
@@ -361,7 +418,7 @@ class TarZstSource:
     def staged(self) -> dict[str, bool]:
         """For each archive, whether a complete stage of its current version exists."""
         if self.uses_packs:
-            stage, files = self.packs(), self._archive_files()
+            stage, files = self.packs(), self.archive_files()
             return {a: stage.staged(a, files.stamp(a)) for a in ARCHIVES.values()}
         if not os.path.exists(os.path.join(self.staging, "data.mdb")):
             return dict.fromkeys(ARCHIVES.values(), False)
@@ -373,16 +430,27 @@ class TarZstSource:
                 for t, a in ARCHIVES.items()
             }
 
-    def prepare(self, progress: bool = False) -> None:
+    def prepare(self, progress: bool = False, runner: TaskRunner | None = None) -> None:
         """Stage every archive that has no complete stage of its current version.
 
         All archives are attempted even when one fails; the errors are raised together at the end.
+        Archives on object storage staged as packs go to ``runner`` when one is given: one task
+        per archive to stage (:func:`stage_task`), so the three stage at once on different
+        workers, each reading its archive from its URL and writing its packs itself. Local
+        archives stage in this process, the one sure to see the files: into the LMDB (local
+        staging) or as packs (staging at a URL).
+
+        Args:
+            progress: Bars over the archives' bytes when staging in this process (one bar over
+                the archives when they stage on a cluster).
+            runner: The cluster to stage on (the ingest's); None: in this process.
 
         Raises:
-            SourceError: An archive is missing, corrupt or truncated.
+            SourceError: An archive is missing, corrupt or truncated (every such archive named
+                by its URL or path).
         """
         if self.uses_packs:
-            self._prepare_packs(progress)
+            self._prepare_packs(progress, runner)
             return
         missing = [str(self.archive(t)) for t in ARCHIVES if not self.archive(t).is_file()]
         if missing:
@@ -412,36 +480,34 @@ class TarZstSource:
         if errors:
             raise SourceError("; ".join(errors))
 
-    def _prepare_packs(self, progress: bool) -> list[StageReport]:
-        """Stream every archive not staged yet into the pack stage; return what was staged.
+    def _prepare_packs(self, progress: bool, runner: TaskRunner | None) -> list[StageOutcome]:
+        """Stage every archive not staged yet into the pack stage; return what each task did.
 
         Raises:
             SourceError: An archive is missing, corrupt or truncated, or the source cannot be read.
         """
-        files = self._archive_files()
+        files = self.archive_files()
         if self.store is not None:
             files.check_reachable()
         missing = [files.name(a) for a in ARCHIVES.values() if files.info(a) is None]
         if missing:
             raise SourceError(f"missing archive(s) {', '.join(missing)}")
-        stage, errors, done = self.packs(), [], []
-        for top, name in ARCHIVES.items():
-            fingerprint = files.stamp(name)
-            if stage.staged(name, fingerprint):
-                continue
-            size = (files.info(name) or {}).get("size")
-            with (
-                files.open(name) as raw,
-                _counted(raw, size, name, progress) as counted,
-            ):
-                members = _stream_members(counted, top)
-                try:
-                    done.append(stage.stage(name, members, fingerprint))
-                except SourceError as exc:
-                    errors.append(str(exc).replace(name, files.name(name), 1))
+        stage = self.packs()
+        todo = [t for t, a in ARCHIVES.items() if not stage.staged(a, files.stamp(a))]
+        if not todo:
+            return []
+        bars_in = os.getpid() if progress else 0  # byte bars only where the driver's terminal is
+        if runner is None or self.store is None:
+            outcomes = [stage_task(top, self, bars_in) for top in todo]
+        else:
+            tasks = runner.map(stage_task, todo, self, bars_in, desc="stage", progress=progress)
+            outcomes = sorted(tasks, key=lambda o: list(ARCHIVES.values()).index(o["archive"]))
+        for o in outcomes:
+            stage.forget(o["archive"])  # this process may hold the index of an older stage
+        errors = [o["error"] for o in outcomes if o["error"] is not None]
         if errors:
             raise SourceError("; ".join(errors))
-        return done
+        return outcomes
 
     def metadata(self) -> pa.Table:
         """The valid metadata rows, sorted by patch_id (invalid ones: :meth:`checked_metadata`)."""

@@ -1,6 +1,7 @@
 """Ingest from sources on S3 (GeoTIFF folders, .tar.zst archives) on a 2-worker Dask Gateway,
-whose workers share no disk with the driver, equals a local ingest of the same pairs, bit for bit;
-and a source URL that is wrong says so, naming the URL."""
+whose workers share no disk with the driver, equals a local ingest of the same pairs, bit for bit
+(the archives staged by the workers); staging on a cluster reruns only what failed; and a source
+URL that is wrong says so, naming the URL."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from lake.config import StoreSpec, store_spec
 from lake.errors import SourceError
 from lake.reader import open_lake
 from lake.storage import filesystem
+from pipelines.cluster.runner import Runner
 from pipelines.cluster.spec import ClusterSpec
 from pipelines.jobs.ingest import IngestOptions, ingest
 from pipelines.local.gateway import LocalGateway
@@ -97,13 +99,20 @@ def test_gateway_ingest_from_s3_equals_a_local_ingest(
         workers=2,
         worker_memory="1GiB",
     ).with_store(lake)
+    fs = filesystem(lake)
+    staging = getattr(source, "staging", "s3://")[len("s3://") :]
+    if kind == "tar.zst" and fs.exists(staging):
+        fs.rm(staging, recursive=True)  # the ingest stages the archives
     report = ingest(source, lake, OPTS, cluster)
     assert report.patches == N and report.n_quarantined == 0
+    if kind == "tar.zst":  # staged on the Gateway's workers, not in this (the driver) process
+        for archive in ARCHIVES.values():
+            marker = json.loads(fs.cat_file(f"{staging}/{archive}/stage.json"))
+            assert marker["complete"] and marker["staged_by"]["pid"] != os.getpid(), archive
     want, got = data_objects(local_lake), data_objects(lake)
     assert len(want) >= 7 * 3 and got == want  # 3 shards of 7 arrays (+ band names), all equal
     assert patch_rows(lake) == patch_rows(local_lake)
     # The hashes recorded as the shards were encoded are those of the stored objects.
-    fs = filesystem(lake)
     import hashlib
 
     for path, (size, sha) in got.items():
@@ -187,19 +196,71 @@ def test_a_missing_archive_on_s3_is_named(s3_server, local_sources):
         source.prepare()
 
 
-def test_a_truncated_archive_on_s3_is_named(s3_server, local_sources):
+def test_staging_on_workers_reruns_only_what_failed(s3_server, local_sources):
+    """The archives stage as tasks of a 2-worker local cluster; two truncated archives are
+    named together, the good one is staged anyway, and each rerun stages only what is missing."""
     lake = s3_spec_for(s3_server)
     fs = filesystem(lake)
     root = local_sources["tar.zst"]
+    cut = ("BigEarthNet-S1.tar.zst", "Reference_Maps.tar.zst")
     for name in (*ARCHIVES.values(), "metadata.parquet"):
         data = (root / name).read_bytes()
-        if name == "BigEarthNet-S1.tar.zst":
-            data = data[: len(data) // 2]
-        fs.pipe_file(lake.path(f"cut/{name}"), data)
+        fs.pipe_file(lake.path(f"cut/{name}"), data[: len(data) // 2] if name in cut else data)
     source = open_source(f"{lake.url}/cut", store=lake)
-    with pytest.raises(SourceError, match=r"BigEarthNet-S1\.tar\.zst: corrupt or truncated"):
-        source.prepare()
+    staging = source.staging[len("s3://") :]  # type: ignore[attr-defined]
+
+    def markers() -> dict[str, bytes]:
+        return {a: fs.cat_file(f"{staging}/{a}/stage.json") for a in ARCHIVES.values()}
+
+    with Runner(ClusterSpec("local", workers=2)) as runner:
+        with pytest.raises(SourceError) as err:
+            source.prepare(runner=runner)
+        for name in cut:
+            assert f"{lake.url}/cut/{name}: corrupt or truncated archive stream" in str(err.value)
+        assert "BigEarthNet-S2" not in str(err.value)
+        first = markers()
+        done = {a: json.loads(m) for a, m in first.items()}
+        assert [done[a]["complete"] for a in ARCHIVES.values()] == [True, False, False]
+        assert all(m["staged_by"]["pid"] != os.getpid() for m in done.values())
+        partial = source.packs().folders(cut[0])  # type: ignore[attr-defined]
+
+        fs.pipe_file(lake.path(f"cut/{cut[0]}"), (root / cut[0]).read_bytes())
+        with pytest.raises(SourceError, match="truncated") as err:
+            source.prepare(runner=runner)
+        assert cut[0] not in str(err.value) and f"{lake.url}/cut/{cut[1]}" in str(err.value)
+        second = markers()
+        assert second["BigEarthNet-S2.tar.zst"] == first["BigEarthNet-S2.tar.zst"]  # untouched
+        assert second[cut[0]] != first[cut[0]] and json.loads(second[cut[0]])["complete"]
+        # This process had read the partial stage's index; it reads the new one.
+        assert len(source.packs().folders(cut[0])) > len(partial)  # type: ignore[attr-defined]
+
+        fs.pipe_file(lake.path(f"cut/{cut[1]}"), (root / cut[1]).read_bytes())
+        source.prepare(runner=runner)
+        third = markers()
+        assert {a for a in ARCHIVES.values() if third[a] != second[a]} == {cut[1]}
+    assert source.staged() == dict.fromkeys(ARCHIVES.values(), True)  # type: ignore[attr-defined]
+    meta = source.metadata()
+    pid, s1 = meta["patch_id"][0].as_py(), meta["s1_name"][0].as_py()
+    local = open_source(root)
+    local.prepare()
+    got, want = source.read_pair(pid, s1), local.read_pair(pid, s1)
+    assert all(got.bands[b].tobytes() == v.tobytes() for b, v in want.bands.items())
     assert pq.read_metadata(root / "metadata.parquet").num_rows == N
+
+
+def test_a_staging_location_that_cannot_be_written_is_named(s3_server, uploaded, monkeypatch):
+    """A write that fails is not taken for a truncated archive: each archive is named with the
+    staging location to fix (packs of 64 KiB, so that packs are written while the archive is
+    read, as for the real archives)."""
+    monkeypatch.setattr("pipelines.sources.packs.PACK_BYTES", 64 << 10)
+    lake = s3_spec_for(s3_server)
+    staging = "s3://no-such-bucket-15/stage"
+    source = open_source(uploaded["tar.zst"], store=lake, staging_dir=staging)
+    with pytest.raises(SourceError) as err:
+        source.prepare()
+    for archive in ARCHIVES.values():
+        assert f"{uploaded['tar.zst']}/{archive}: cannot stage it" in str(err.value)
+    assert staging in str(err.value) and "truncated" not in str(err.value)
 
 
 def test_lake_ingest_takes_an_s3_source_url(s3_server, uploaded, local_lake):
