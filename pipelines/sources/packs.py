@@ -13,7 +13,9 @@ Layout below the staging root, per archive::
                                   members of one patch folder: a 4-byte little-endian header
                                   length, a JSON header ``[[name, size], ...]``, the members' bytes
     <archive>/index.parquet       folder, pack, offset, length: where each folder's run is
-    <archive>/stage.json          the archive's fingerprint, complete (bool), counts and bytes
+    <archive>/stage.json          the archive's fingerprint, complete (bool), counts and bytes,
+                                  who staged it (``staged_by``: host and pid), when, how long
+                                  (``seconds``; ``cpu_seconds``: the staging thread's CPU time)
 
 Packs are written whole (one PUT each, about :data:`PACK_BYTES`); ``stage.json`` is written last,
 so a stage is used only when complete and of the same archive. A run compresses a folder's
@@ -25,13 +27,17 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import struct
 import tarfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
@@ -102,8 +108,113 @@ def folder_of(key: str) -> str:
     return key.rsplit("/", 1)[0]
 
 
+@dataclass(frozen=True, eq=False)
+class PackIndex:
+    """Where the runs of an archive's folders are, as sorted arrays searched by bisection.
+
+    The whole set has about 550,000 folders per archive; as Python dicts of tuples their index
+    took about 430 bytes per folder in every worker. Here a run costs its folder name's UTF-8
+    bytes (NumPy fixed-width ``S<n>``, ``n`` the longest name: the official names differ by a
+    few characters) plus 20 bytes of integers (measured by ``benchmarks/pack_index.py``, ADR
+    0010). A folder whose members were split over several runs has one row per run, in archive
+    order.
+
+    Attributes:
+        names: The runs' folder names, UTF-8, sorted (stable: archive order among equals).
+        pack: The pack number of each run.
+        offset: Its byte offset in the pack.
+        length: Its length in bytes.
+    """
+
+    names: np.ndarray
+    pack: np.ndarray
+    offset: np.ndarray
+    length: np.ndarray
+
+    @classmethod
+    def from_table(cls, table: pa.Table, where: str = "index.parquet") -> PackIndex:
+        """The index of an ``index.parquet`` table (:data:`INDEX_SCHEMA`, runs in any order).
+
+        Raises:
+            SourceError: A column is missing or a folder is null (naming ``where``: restage).
+        """
+        try:
+            table = table.select([f.name for f in INDEX_SCHEMA]).cast(INDEX_SCHEMA)
+        except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise SourceError(
+                f"{where}: not a staging index ({exc}); delete the staging folder and ingest again"
+            ) from None
+        if table["folder"].null_count:
+            raise SourceError(
+                f"{where}: damaged staging index (a null folder); delete the staging folder and "
+                "ingest again"
+            )
+        order = pc.sort_indices(table, sort_keys=[("folder", "ascending")])  # stable
+        table = table.take(order)
+        return cls(
+            _fixed_width(table["folder"].combine_chunks()),
+            table["pack"].to_numpy(),
+            table["offset"].to_numpy(),
+            table["length"].to_numpy(),
+        )
+
+    def __len__(self) -> int:
+        """The number of runs."""
+        return len(self.names)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays."""
+        return sum(a.nbytes for a in (self.names, self.pack, self.offset, self.length))
+
+    def runs(self, folders: Sequence[str]) -> list[tuple[str, int, int, int]]:
+        """``(folder, pack, offset, length)`` of every run of ``folders``, in their order.
+
+        A folder that was not staged has no run.
+        """
+        if not folders or not len(self.names):
+            return []
+        wanted = np.array([f.encode() for f in folders], dtype=np.bytes_)
+        lo = np.searchsorted(self.names, wanted, side="left")
+        hi = np.searchsorted(self.names, wanted, side="right")
+        return [
+            (folder, int(self.pack[i]), int(self.offset[i]), int(self.length[i]))
+            for folder, a, b in zip(folders, lo.tolist(), hi.tolist(), strict=True)
+            for i in range(a, b)
+        ]
+
+    def folders(self) -> list[str]:
+        """Every folder with a run, once each, sorted."""
+        if not len(self.names):
+            return []
+        first = np.ones(len(self.names), bool)
+        first[1:] = self.names[1:] != self.names[:-1]
+        return [name.decode() for name in self.names[first].tolist()]
+
+
+def _fixed_width(names: pa.StringArray, block: int = 1 << 16) -> np.ndarray:
+    """A string array as NumPy fixed-width UTF-8 bytes (``S<longest>``), copied from its buffers.
+
+    No Python string per name is made on the way (half a million of them would cost more than
+    the result), and the rows are copied ``block`` at a time to bound the scratch memory.
+    """
+    n = len(names)
+    offsets = np.frombuffer(names.buffers()[1], np.int32)[names.offset : names.offset + n + 1]
+    lengths = np.diff(offsets)
+    width = max(int(lengths.max()) if n else 0, 1)
+    data = names.buffers()[2]
+    raw = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    out = np.zeros((n, width), np.uint8)
+    columns = np.arange(width)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        mask = columns < lengths[start:stop, None]
+        out[start:stop][mask] = raw[offsets[start] : offsets[stop]]
+    return out.view(f"S{width}").reshape(n)
+
+
 # One index per (staging URL, archive, process): loaded on first use, never pickled.
-_INDEXES: dict[tuple[str, str, int], dict[str, list[tuple[int, int, int]]]] = {}
+_INDEXES: dict[tuple[str, str, int], PackIndex] = {}
 
 
 @dataclass(frozen=True)
@@ -137,9 +248,10 @@ class PackStage:
         """Stage an archive's members (``(key, bytes)`` in archive order) as packs.
 
         Raises:
-            SourceError: The stream breaks (what was read is recorded as incomplete), or the
-                staging location cannot be written.
+            SourceError: The stream breaks (what was read is recorded as incomplete).
+            OSError: The staging location cannot be written.
         """
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         fs = self.files.fs()
         cctx = zstandard.ZstdCompressor(level=LEVEL)
         index: dict[str, list[Any]] = {f.name: [] for f in INDEX_SCHEMA}
@@ -171,17 +283,22 @@ class PackStage:
                 buf.truncate()
 
         error: str | None = None
-        try:
-            for key, data in members:
-                folder = folder_of(key)
-                if folder != run_folder:
-                    flush_run()
-                    run_folder = folder
-                run.append((key.rsplit("/", 1)[-1], data))
-                state["members"] += 1
-                state["raw"] += len(data)
-        except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        stream = iter(members)
+        while True:
+            try:  # only the stream's errors mean a damaged archive; a failed write raises
+                key, data = next(stream)
+            except StopIteration:
+                break
+            except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                break
+            folder = folder_of(key)
+            if folder != run_folder:
+                flush_run()
+                run_folder = folder
+            run.append((key.rsplit("/", 1)[-1], data))
+            state["members"] += 1
+            state["raw"] += len(data)
         flush_run()
         flush_pack()
         table = pa.table(index, schema=INDEX_SCHEMA)
@@ -197,9 +314,13 @@ class PackStage:
             "bytes": state["raw"],
             "staged_bytes": staged,
             "packs": state["pack"],
+            "staged_by": {"host": socket.gethostname(), "pid": os.getpid()},
+            "staged_at": time.time(),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "cpu_seconds": round(time.thread_time() - cpu0, 3),
         }
         fs.pipe_file(self.files.path(f"{archive}/stage.json"), json.dumps(marker).encode())
-        _INDEXES.pop((self.files.url, archive, os.getpid()), None)
+        self.forget(archive)
         if error is not None:
             raise SourceError(
                 f"{archive}: corrupt or truncated archive stream after {state['members']} "
@@ -208,15 +329,16 @@ class PackStage:
             )
         return StageReport(state["members"], state["raw"], staged, True)
 
-    def index(self, archive: str) -> dict[str, list[tuple[int, int, int]]]:
-        """``folder -> [(pack, offset, length), ...]`` of an archive (loaded once per process).
+    def index(self, archive: str) -> PackIndex:
+        """Where the runs of an archive's folders are (loaded once per process).
 
         Raises:
-            SourceError: The archive was never staged here.
+            SourceError: The archive was never staged here, or its index is damaged.
         """
         key = (self.files.url, archive, os.getpid())
         found = _INDEXES.get(key)
         if found is None:
+            where = self.files.name(f"{archive}/index.parquet")
             try:
                 body = self.files.read(f"{archive}/index.parquet")
             except FileNotFoundError:
@@ -224,29 +346,34 @@ class PackStage:
                     f"{self.files.name(archive)}: {archive} is not staged there; run prepare() "
                     "first (ingest does)"
                 ) from None
-            t = pq.read_table(pa.BufferReader(body))
-            found = {}
-            cols = [t[c].to_pylist() for c in ("folder", "pack", "offset", "length")]
-            for folder, pack, offset, length in zip(*cols, strict=True):
-                found.setdefault(folder, []).append((pack, offset, length))
-            _INDEXES[key] = found
+            try:
+                table = pq.read_table(pa.BufferReader(body))
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise SourceError(
+                    f"{where}: damaged staging index ({exc}); delete the staging folder and "
+                    "ingest again"
+                ) from None
+            found = _INDEXES[key] = PackIndex.from_table(table, where)
         return found
+
+    def forget(self, archive: str) -> None:
+        """Drop this process's index of an archive (after another process staged it again)."""
+        _INDEXES.pop((self.files.url, archive, os.getpid()), None)
 
     def read_folders(self, archive: str, folders: Sequence[str]) -> dict[str, dict[str, bytes]]:
         """The members of several folders of one archive, by folder then name.
 
         One ranged GET per run, all fetched together; a folder not staged maps to an empty dict.
         """
-        idx = self.index(archive)
-        wanted = [(f, r) for f in folders for r in idx.get(f, [])]
+        wanted = self.index(archive).runs(folders)
         out: dict[str, dict[str, bytes]] = {f: {} for f in folders}
         if not wanted:
             return out
-        paths = [self.files.path(f"{archive}/pack-{p:06d}.bin") for _, (p, _, _) in wanted]
-        starts = [o for _, (_, o, _) in wanted]
-        ends = [o + n for _, (_, o, n) in wanted]
+        paths = [self.files.path(f"{archive}/pack-{p:06d}.bin") for _, p, _, _ in wanted]
+        starts = [o for _, _, o, _ in wanted]
+        ends = [o + n for _, _, o, n in wanted]
         blobs = self.files.read_ranges(paths, starts, ends)
-        for (folder, (pack, offset, _)), blob in zip(wanted, blobs, strict=True):
+        for (folder, pack, offset, _), blob in zip(wanted, blobs, strict=True):
             where = self.files.name(f"{archive}/pack-{pack:06d}.bin") + f"@{offset}"
             if isinstance(blob, Exception):
                 raise SourceError(f"{where}: cannot read the staging pack ({blob})")
@@ -254,5 +381,5 @@ class PackStage:
         return out
 
     def folders(self, archive: str) -> list[str]:
-        """Every staged folder of an archive."""
-        return list(self.index(archive))
+        """Every staged folder of an archive, sorted."""
+        return self.index(archive).folders()
