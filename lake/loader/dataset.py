@@ -620,8 +620,10 @@ class LakeDataset(IterableDataset[Any]):
                 timeout=read.timeout,
             )
             decoder = BlockDecoder(self.layouts, self.decode_spec, read.decode_threads)
-            # Two: the next run, and (at the start) the first piece's own small read.
-            prefetch = ThreadPoolExecutor(2, thread_name_prefix="lake-prefetch")
+            # The runs read ahead, and (at the start) the first piece's own small read.
+            prefetch = ThreadPoolExecutor(
+                read.prefetch_runs + 1, thread_name_prefix="lake-prefetch"
+            )
             rt = self._runtime = _Runtime(os.getpid(), reader, decoder, prefetch)
         return rt
 
@@ -737,8 +739,10 @@ class LakeDataset(IterableDataset[Any]):
     ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], set[int]]]:
         """Decoded pieces of the worker's positions, in order: (positions, arrays, bad rows).
 
-        Positions are fetched one run (window of shards) at a time, the next run downloading
-        while the current one is decoded. A piece never spans two runs or two blocks.
+        Positions are fetched one run (window of shards) at a time, the next
+        ``ReadOptions.prefetch_runs`` runs downloading while the current one is decoded (with
+        one run ahead the requests stalled at every run's end, waiting for its slowest object).
+        A piece never spans two runs or two blocks.
 
         Fast start: the first piece does not wait for its whole run. Its own samples are fetched
         on their own first (a few percent of each shard: byte ranges), then the run, so the
@@ -766,8 +770,10 @@ class LakeDataset(IterableDataset[Any]):
             return group_needs(self.items.samples[seq.items[part]].tolist(), self.layouts)
 
         def submit(j: int) -> None:
-            if rt is not None and j < len(groups) and fetches[j] is None:
-                fetches[j] = rt.prefetch.submit(rt.reader.fetch, needs_of(groups[j]))
+            """Read run ``j`` and the ones after it, up to ``prefetch_runs`` runs ahead."""
+            for k in range(j, min(j + self.read.prefetch_runs, len(groups))):
+                if rt is not None and fetches[k] is None:
+                    fetches[k] = rt.prefetch.submit(rt.reader.fetch, needs_of(groups[k]))
 
         head: Future[Any] | None = None
         first_ids = (groups[0] - start) // piece
@@ -803,7 +809,7 @@ class LakeDataset(IterableDataset[Any]):
                 fetches[j] = None
                 if marker is not None and delivers_first and j == 0:
                     _touch(marker)  # (a first run of one piece: no small read came first)
-            submit(j + 1)
+            submit(j + 1)  # (run j + 1 is usually in flight already: this adds the next one)
             for part in parts:
                 if rt is None:
                     yield part, {}, set()

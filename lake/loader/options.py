@@ -28,6 +28,7 @@ from lake.loader.fetch import RetryPolicy
 #: Minimum of each numeric field: ``(bound, inclusive)``.
 _AT_LEAST: Final = {
     "max_in_flight": (1, True),
+    "prefetch_runs": (1, True),
     "decode_threads": (1, True),
     "dense_fraction": (0, True),
     "max_gap": (0, True),
@@ -39,6 +40,7 @@ _AT_LEAST: Final = {
 }
 _INTEGERS: Final = (
     "max_in_flight",
+    "prefetch_runs",
     "decode_threads",
     "max_gap",
     "max_retries",
@@ -57,6 +59,10 @@ class ReadOptions:
     Attributes:
         max_in_flight: Concurrent requests per process (threads; the S3 connection pool is
             sized to match). At least 1.
+        prefetch_runs: Runs (shuffle windows of shards) read ahead of the one being decoded.
+            At least 1. Two keep requests in flight across a run's end, where one run ahead
+            leaves the connections idle while the run's slowest object arrives; each costs a
+            run's bytes of memory per process.
         decode_threads: Threads decoding chunks per process. At least 1.
         dense_fraction: Read a whole shard object when at least this share of its samples is
             needed, else its index and the needed chunks as byte ranges. 0 always reads whole
@@ -79,6 +85,7 @@ class ReadOptions:
     """
 
     max_in_flight: int = 16
+    prefetch_runs: int = 2
     decode_threads: int = 2
     dense_fraction: float = 0.25
     max_gap: int = 256 * 1024

@@ -20,6 +20,8 @@ from tests.lake.loader.helpers import batch_ids
     [
         ("max_in_flight", 0, "must be >= 1"),
         ("decode_threads", 0, "must be >= 1"),
+        ("prefetch_runs", 0, "must be >= 1"),
+        ("prefetch_runs", 1.5, "give an integer"),
         ("dense_fraction", -0.1, "must be >= 0"),
         ("max_gap", -1, "must be >= 0"),
         ("max_retries", -1, "must be >= 0"),
@@ -59,10 +61,20 @@ def test_frozen_picklable_and_hashable(tmp_path):
 
 
 def test_dataset_takes_read_and_refuses_the_old_keywords(loader_lake, tmp_path):
-    read = ReadOptions(max_in_flight=2, decode_threads=1, cache_dir=tmp_path / "cache")
-    ds = LakeDataset(loader_lake.spec, modalities=["s2_60m", "labels"], seed=3, read=read)
+    read = ReadOptions(
+        max_in_flight=2, decode_threads=1, prefetch_runs=3, cache_dir=tmp_path / "cache"
+    )
+    ds = LakeDataset(
+        loader_lake.spec,
+        modalities=["s2_60m", "labels"],
+        seed=3,
+        shuffle_buffer_shards=1,
+        read=read,
+    )
     assert ds.read is read and ds.cache == read.shard_cache()
-    plain = LakeDataset(loader_lake.spec, modalities=["s2_60m", "labels"], seed=3)
+    plain = LakeDataset(
+        loader_lake.spec, modalities=["s2_60m", "labels"], seed=3, shuffle_buffer_shards=1
+    )
     assert plain.read == ReadOptions() and plain.cache is None
     # How it reads never changes what comes, nor the order, nor the resume state.
     assert batch_ids(LakeDataLoader(ds, 8)) == batch_ids(LakeDataLoader(plain, 8))
