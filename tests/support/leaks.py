@@ -37,6 +37,8 @@ PROCESS_WIDE_THREADS = (
     r"AnyIO worker thread",  # anyio's idle worker threads (starlette's TestClient), reused
     r".* - runner",  # jupyter_core's run_sync loop thread (nbclient, jupyter_client)
     r"pydevd\..*",  # a debugger
+    r"tqdm_monitor",  # tqdm's monitor: started by the first bar, a disabled one too, which
+    # leaves tqdm's list of bars at once and so never stops it (tqdm.std.tqdm.__new__/__init__)
 )
 #: Processes a library starts once per process (by command-line fragment).
 PROCESS_WIDE_PROCESSES = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
