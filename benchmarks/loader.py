@@ -360,7 +360,8 @@ def lake_loader(
             dl.load_state_dict(state)
         return dl
 
-    return make(), make
+    # A resume builds its own loader from the saved state (resume_main), and only that one.
+    return (None if args.resume_state is not None else make()), make
 
 
 def litdata_loader(env: S3Env, args: argparse.Namespace, cache: Path) -> Any:
@@ -678,11 +679,13 @@ def resume_main(args: argparse.Namespace, make: Any, t0: float) -> None:
     from lake.loader import to_device
 
     loader = make(state)
-    batch = to_device(next(iter(loader)), "cpu")
+    batches = iter(loader)  # kept: dropping it would stop the workers inside the timed part
+    batch = to_device(next(batches), "cpu")
+    seconds = time.perf_counter() - t0
     print(
         json.dumps(
             {
-                "resume_next_batch_s": time.perf_counter() - t0,
+                "resume_next_batch_s": seconds,
                 "next_batch_samples": len(batch["patch_id"]),
             }
         ),

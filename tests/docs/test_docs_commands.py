@@ -167,8 +167,10 @@ OPTIONS_ONLY = {
     "--json-out bench-output/timeseries.json",
     ".venv/bin/python benchmarks/search.py --rounds 4 --markdown --json-out "
     "bench-output/search.json",
-    ".venv/bin/python benchmarks/loader.py --pairs 20000 --time-limit 90 --out /tmp/lb20k --keep "
-    "--json-out /tmp/lb20k/loader.json",
+    ".venv/bin/python benchmarks/loader.py --pairs 20000 --time-limit 90 --out /tmp/b20k --keep "
+    "--json-out /tmp/b20k/loader.json",
+    ".venv/bin/python benchmarks/loader_start.py /tmp/b20k --latency-ms 20 --repeat 5 "
+    "--json-out /tmp/b20k/start.json",
     ".venv/bin/python benchmarks/integrity.py --pairs 1024 --repeats 7 --json-out "
     "bench-output/integrity.json",
     ".venv/bin/python benchmarks/loader_text.py --pairs 2000 --out /tmp/lt --keep",
