@@ -12,7 +12,9 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -983,6 +985,39 @@ def _open_release(spec: StoreSpec, release: str | None) -> ReleaseIndex | Any:
     return Release(spec, name)
 
 
+#: The name of an epoch's spool folder: ``lake-spool-<host>-<pid>-<random>``.
+_SPOOL = re.compile(r"lake-spool-(?P<host>[A-Za-z0-9.\-]+)-(?P<pid>\d+)-[^/]+")
+
+
+def _new_spool(parent: str | None) -> str:
+    """A spool folder for an epoch, after removing those that dead processes left behind.
+
+    An epoch deletes its spool when it ends or stops; a process that is killed cannot, and left
+    up to ``spool_bytes`` (2 GiB) in the temp folder each time. The name carries the host and
+    the process id, so spools of processes of this host that no longer exist are removed; a
+    live process's (or another host's, on a shared folder) are left alone.
+    """
+    base = parent if parent is not None else tempfile.gettempdir()
+    host = re.sub(r"[^A-Za-z0-9.\-]", "-", socket.gethostname()) or "host"
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(base):
+            found = _SPOOL.fullmatch(entry.name)
+            if found and found["host"] == host and not _alive(int(found["pid"])):
+                shutil.rmtree(entry.path, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"lake-spool-{host}-{os.getpid()}-", dir=parent)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, it is not ours
+        return True
+    return True
+
+
 def _touch(path: Path) -> None:
     with contextlib.suppress(OSError):  # a spool already removed: nobody is waiting
         path.touch()
@@ -1054,7 +1089,8 @@ class LakeDataLoader(DataLoader[Any]):
     folder) where the first worker that needs an object fetches it while the others wait and
     then read it from disk. Every worker decodes samples from every shard of the current shuffle
     window, so without it each object would be fetched once per worker. The spool holds at most
-    ``spool_bytes`` (least recently used objects go first) and is deleted when the epoch ends.
+    ``spool_bytes`` (least recently used objects go first) and is deleted when the epoch ends
+    (the spools a killed process left are removed when the next one is made).
     A dataset with its own ``cache_dir`` uses that cache instead.
 
     Args:
@@ -1109,7 +1145,7 @@ class LakeDataLoader(DataLoader[Any]):
         length = ds.rank_length
         with contextlib.ExitStack() as epoch:
             if self.share_reads and self.num_workers > 1 and ds.cache is None:
-                spool = tempfile.mkdtemp(prefix="lake-spool-", dir=self.spool_dir)
+                spool = _new_spool(self.spool_dir)
                 epoch.callback(shutil.rmtree, spool, ignore_errors=True)
                 epoch.enter_context(ds.sharing_reads(ShardCache(spool, self.spool_bytes)))
                 batches = super().__iter__()

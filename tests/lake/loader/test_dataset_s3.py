@@ -121,6 +121,53 @@ def test_spool_is_removed_when_the_epoch_stops_early(loader_lake_s3, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+_SPOOL_OWNER = """
+import sys, time
+from lake.loader.dataset import _new_spool
+spool = _new_spool(sys.argv[1])
+open(spool + "/x.shard", "wb").write(b"x" * 1000)
+print(spool, flush=True)
+if sys.argv[2] == "live":
+    time.sleep(120)
+"""
+
+
+@pytest.mark.timeout(240)
+def test_spools_of_killed_processes_are_removed_by_the_next_epoch(loader_lake_s3, tmp_path):
+    """A killed process cannot delete its epoch's spool (up to 2 GiB): the next spool made
+    removes the spools of this host's processes that no longer exist, and no other."""
+    import subprocess
+    import sys
+
+    def owner(kind: str) -> tuple[subprocess.Popen[str], str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SPOOL_OWNER, str(tmp_path), kind],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        with proc.stdout:
+            return proc, proc.stdout.readline().strip()
+
+    live, live_spool = owner("live")
+    dead, dead_spool = owner("dead")  # made after: the live owner's own spool removed nothing
+    dead.wait(timeout=60)
+    assert (tmp_path / dead_spool.rsplit("/", 1)[-1]).is_dir()
+    elsewhere = tmp_path / "lake-spool-otherhost-1-abcd"  # another host's, on a shared folder
+    elsewhere.mkdir()
+    try:
+        ds = LakeDataset(loader_lake_s3, modalities=MODS, seed=4)
+        dl = LakeDataLoader(ds, 8, num_workers=2, timeout=TIMEOUT, spool_dir=tmp_path)
+        for _ in dl:
+            break
+        left = sorted(p.name for p in tmp_path.iterdir())
+    finally:
+        live.kill()
+        live.wait(timeout=60)
+    assert left == sorted([elsewhere.name, live_spool.rsplit("/", 1)[-1]])
+    assert dead_spool.rsplit("/", 1)[-1] not in left
+
+
 @pytest.mark.timeout(240)
 def test_first_batch_reads_its_own_samples_before_the_window(loader_lake, loader_lake_s3):
     """Fast start: the first block is read as byte ranges, the rest of its window whole."""
