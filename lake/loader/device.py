@@ -28,9 +28,10 @@ from typing import Any, Final
 import numpy as np
 import torch
 
-from lake.bigearthnet import ARRAYS_BY_NAME, BAND_STATS
+from lake.bigearthnet import ARRAYS_BY_NAME
 from lake.errors import ConfigError
 from lake.loader.collate import Batch
+from lake.loader.stats import given_stats
 
 __all__ = ["DeviceFeeder", "to_device"]
 
@@ -68,7 +69,7 @@ class DeviceFeeder:
         pin: bool | None = None,
     ) -> None:
         self.device = torch.device(device)
-        self.stats = _stats(normalize)
+        self.stats = given_stats(normalize)
         if self.stats is not None and not float_rasters:
             raise ConfigError("normalize= needs float_rasters=True (normalised values are floats)")
         self.float_rasters = float_rasters
@@ -144,24 +145,6 @@ class DeviceFeeder:
                 torch.from_numpy(inv).view(-1, 1, 1).to(self.device),
             )
         return self._scales[name]
-
-
-def _stats(
-    normalize: bool | str | Mapping[str, tuple[float, float]],
-) -> Mapping[str, tuple[float, float]] | None:
-    if normalize is False:
-        return None
-    if normalize is True or normalize == "official":
-        return BAND_STATS
-    if isinstance(normalize, Mapping):
-        bad = [b for b, (_, std) in normalize.items() if not std > 0]
-        if bad:
-            raise ConfigError(f"normalize: the std of band(s) {bad} must be > 0")
-        return normalize
-    raise ConfigError(
-        f"normalize={normalize!r}: use False, True/'official' or a mapping band -> (mean, std) "
-        "(the lake's own: lake.loader.stats.lake_band_stats(spec, release))"
-    )
 
 
 _FEEDERS: dict[tuple[str, Any], DeviceFeeder] = {}

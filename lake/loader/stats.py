@@ -67,18 +67,36 @@ def resolve_stats(normalize: Normalize, spec: StoreSpec, release: str) -> BandSt
         ConfigError: An unknown value, or a mapping without a std > 0 for some band.
         LayoutError: ``"lake"`` but the release has no statistics.
     """
+    if normalize == "lake":
+        return lake_band_stats(spec, release)
+    return given_stats(normalize, lake_option=True)
+
+
+def given_stats(normalize: object, *, lake_option: bool = False) -> BandStats | None:
+    """What ``normalize`` asks for when the lake is not at hand (everything but ``"lake"``).
+
+    Args:
+        normalize: False, True or ``"official"``, or a mapping ``band -> (mean, std)``.
+        lake_option: Whether the caller takes ``"lake"`` too (the error then offers it).
+
+    Raises:
+        ConfigError: An unknown value, or a mapping without a std > 0 for some band.
+    """
     if normalize is False:
         return None
     if normalize is True or normalize == "official":
         return BAND_STATS
-    if normalize == "lake":
-        return lake_band_stats(spec, release)
     if isinstance(normalize, Mapping):
         bad = [b for b, (_, std) in normalize.items() if not std > 0]
         if bad:
             raise ConfigError(f"normalize: the std of band(s) {bad} must be > 0")
         return normalize
+    if lake_option:
+        raise ConfigError(
+            f"normalize={normalize!r}: use False, True/'official', 'lake' or a mapping "
+            "band -> (mean, std)"
+        )
     raise ConfigError(
-        f"normalize={normalize!r}: use False, True/'official', 'lake' or a mapping "
-        "band -> (mean, std)"
+        f"normalize={normalize!r}: use False, True/'official' or a mapping band -> (mean, std) "
+        "(the lake's own: lake.loader.stats.lake_band_stats(spec, release))"
     )
