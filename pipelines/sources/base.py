@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -262,27 +262,28 @@ def scan_batch(source: Source, rows: Sequence[tuple[str, str]]) -> list[PairHead
 
     A source on object storage fetches the pairs' files in one go; others go one by one.
     """
-    many = getattr(source, "scan_pairs", None)
-    if many is not None:
-        return many(rows)
-    out: list[PairHeader | BadInput] = []
-    for patch_id, s1_name in rows:
-        try:
-            out.append(source.scan_pair(patch_id, s1_name))
-        except BadInput as exc:
-            out.append(exc)
-    return out
+    return _batch(source, rows, "scan_pairs", source.scan_pair)
 
 
 def read_batch(source: Source, rows: Sequence[tuple[str, str]]) -> list[Pair | BadInput]:
     """:meth:`Source.read_pair` of several pairs, together when the source can (``read_pairs``)."""
-    many = getattr(source, "read_pairs", None)
-    if many is not None:
-        return many(rows)
-    out: list[Pair | BadInput] = []
+    return _batch(source, rows, "read_pairs", source.read_pair)
+
+
+def _batch(
+    source: Source,
+    rows: Sequence[tuple[str, str]],
+    many: str,
+    one: Callable[[str, str], R],
+) -> list[R | BadInput]:
+    """The source's own batch method ``many`` when it has one, else ``one`` per pair."""
+    batched = getattr(source, many, None)
+    if batched is not None:
+        return cast("list[R | BadInput]", batched(rows))
+    out: list[R | BadInput] = []
     for patch_id, s1_name in rows:
         try:
-            out.append(source.read_pair(patch_id, s1_name))
+            out.append(one(patch_id, s1_name))
         except BadInput as exc:
             out.append(exc)
     return out
