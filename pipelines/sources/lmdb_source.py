@@ -220,25 +220,11 @@ class LmdbSource:
         s2 = parse_patch_id(patch_id)
         parse_s1_name(s1_name)
         map_key = patch_id + MAP_KEY_SUFFIX
-        with reader(self.path).begin() as txn:
-            blobs = {k: txn.get(k.encode()) for k in (patch_id, s1_name, map_key)}
-        if all(b is None for b in blobs.values()):
-            raise BadInput(patch_id, "no_files", f"no key of this pair in {self.path}")
-        for key in (patch_id, s1_name):
-            if blobs[key] is None:
-                raise BadInput(f"{self.name}:{key}", "missing_key", f"key not in {self.path}")
-        if blobs[map_key] is None:
-            raise BadInput(
-                f"{self.name}:{map_key}",
-                "missing_band",
-                f"no reference map in {self.path} (was it encoded without maps?)",
-            )
+        blobs = self._blobs(patch_id, s1_name, map_key)
         grid = tile_grid(s2.tile)
-        layout = [(patch_id, b, b) for b in S2_BANDS] + [(s1_name, b, b) for b in S1_BANDS]
-        layout.append((map_key, MAP_TENSOR, REFERENCE_MAP.name))
         decoded: dict[str, dict[str, np.ndarray]] = {}
         bands = {}
-        for key, tensor, band in layout:
+        for key, tensor, band in self._layout(patch_id, s1_name, map_key):
             if key not in decoded:
                 decoded[key] = load_tensors(blobs[key], f"{self.name}:{key}")
             subject = f"{self.name}:{key}/{tensor}"
