@@ -8,6 +8,7 @@ with SIGTERM (then SIGKILL) when its ``with`` block ends. :func:`signals_interru
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,8 +17,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
+
+
+def environment_binary(name: str, missing: Callable[[], Exception]) -> str:
+    """Path of a program installed with this Python's environment (next to it), else on ``PATH``.
+
+    Args:
+        name: The program (``rclone``, ``rustac``, ``lake``).
+        missing: The error to raise when it is found nowhere (saying how to install it).
+    """
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise missing()
+    return found
 
 
 def die_with_parent() -> None:

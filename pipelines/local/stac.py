@@ -13,14 +13,12 @@ benchmark and ``notebooks/07-timeseries`` start it through this class::
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 from lake.errors import LakeError
-from pipelines.local.processes import ServerProcess, free_port
+from pipelines.local.processes import ServerProcess, environment_binary, free_port
 
 
 class StacServerError(LakeError, RuntimeError):
@@ -33,15 +31,12 @@ def rustac_binary() -> str:
     Raises:
         StacServerError: It is not installed.
     """
-    candidate = Path(sys.executable).parent / "rustac"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("rustac")
-    if found is None:
-        raise StacServerError(
+    return environment_binary(
+        "rustac",
+        lambda: StacServerError(
             "rustac was not found: install the project (`make venv`), which brings PyPI rustac"
-        )
-    return found
+        ),
+    )
 
 
 class StacServer(ServerProcess):

@@ -41,7 +41,7 @@ from lake.config import StoreSpec, store_spec
 from lake.errors import ConfigError, LakeError, LayoutError
 from lake.layout import ROOT_DOCUMENT, work_path
 from pipelines.local.processes import die_with_parent as _die_with_parent
-from pipelines.local.processes import free_port
+from pipelines.local.processes import environment_binary, free_port
 from pipelines.local.s3 import EmbeddedS3, S3Endpoint
 
 #: The marker and state file of a tour folder.
@@ -357,13 +357,10 @@ def _build(
 
 def _lake_command() -> str:
     """The ``lake`` script of this Python's environment."""
-    candidate = Path(sys.executable).parent / "lake"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("lake")
-    if found is None:
-        raise LakeError("the `lake` command was not found: install the project (`make venv`)")
-    return found
+    return environment_binary(
+        "lake",
+        lambda: LakeError("the `lake` command was not found: install the project (`make venv`)"),
+    )
 
 
 def _wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
