@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import weakref
-from typing import Any
+from typing import Any, Literal
 
 import fsspec
 import zarr.storage
@@ -78,7 +78,7 @@ def filesystem(spec: StoreSpec, **s3: Any) -> fsspec.AbstractFileSystem:
         **s3: For S3 only: ``max_connections``, ``retries``, ``timeout`` (see :func:`s3_options`).
     """
     if spec.protocol == "s3":
-        fs = fsspec.filesystem("s3", session=_shared_session(), **s3_options(spec, **s3))
+        fs = fsspec.filesystem("s3", session=_shared_session("sync"), **s3_options(spec, **s3))
         _SYNC_S3.add(fs)
         return fs
     if spec.protocol == "memory":
@@ -86,12 +86,12 @@ def filesystem(spec: StoreSpec, **s3: Any) -> fsspec.AbstractFileSystem:
     return fsspec.filesystem("file", auto_mkdir=True)
 
 
-#: The aiobotocore session of this process's synchronous S3 clients (see ``_shared_session``).
-_SESSION: list[Any] = []
+#: The aiobotocore sessions of this process's S3 clients, by kind (see ``_shared_session``).
+_SESSIONS: dict[str, Any] = {}
 
 
-def _shared_session() -> Any:
-    """One aiobotocore session for every synchronous S3 client of the process and its forks.
+def _shared_session(kind: Literal["sync", "async"]) -> Any:
+    """One aiobotocore session for every S3 client of a kind, in the process and its forks.
 
     s3fs makes a session per filesystem unless given one, and a new session loads and parses
     botocore's endpoint and S3 service models again: 0.15 s per client here, against 0.03 s for
@@ -99,15 +99,33 @@ def _shared_session() -> Any:
     client to open a release and another to read shards, and each DataLoader worker builds its
     own, so a shared session takes most of that off the first batch. A session holds no
     connections (its clients do, and they are never shared across a fork: see the fork hook
-    below), so a forked child keeps using it. Synchronous s3fs clients are all created on
-    fsspec's one I/O thread, so the session is never used from two threads at once; the
-    asynchronous clients handed to zarr keep their own sessions.
+    below), so a forked child keeps using it. A session is not made for threads, so there is
+    one per thread that makes clients: synchronous s3fs clients are all created on fsspec's
+    I/O thread, the asynchronous ones handed to zarr on zarr's.
+
+    Its clients never send ``Expect: 100-continue`` (see :func:`_no_expect_continue`).
     """
-    if not _SESSION:
+    session = _SESSIONS.get(kind)
+    if session is None:
         import aiobotocore.session  # type: ignore[import-untyped]
 
-        _SESSION.append(aiobotocore.session.AioSession())
-    return _SESSION[0]
+        session = _SESSIONS[kind] = aiobotocore.session.AioSession()
+        session.get_component("event_emitter").register_last("before-call.s3", _no_expect_continue)
+    return session
+
+
+def _no_expect_continue(params: dict[str, Any], **_: Any) -> None:
+    """Drop the ``Expect: 100-continue`` header botocore puts on every upload.
+
+    With it, the client sends a PUT's headers and waits for ``100 Continue`` before the body.
+    A server that refuses the PUT before reading the body must then answer at once; ``rclone
+    serve s3`` (gofakes3) instead closes the body first, which waits for the body the client
+    is holding back, so both wait forever: the time-series writes hung one run in five on
+    concurrent PUTs into new folders, and a PUT below an existing object hangs every time
+    (``tests/lake/test_storage.py``). Without the header the refusal comes back as an error
+    that s3fs retries or raises, and a small PUT saves the round trip it waited for the 100.
+    """
+    params.get("headers", {}).pop("Expect", None)
 
 
 def zarr_store(spec: StoreSpec, path: str, *, read_only: bool = False) -> Store:
@@ -123,7 +141,9 @@ def zarr_store(spec: StoreSpec, path: str, *, read_only: bool = False) -> Store:
 
         fs = AsyncFileSystemWrapper(fsspec.filesystem("memory"), asynchronous=True)
     else:
-        fs = fsspec.filesystem("s3", **s3_options(spec, asynchronous=True))
+        fs = fsspec.filesystem(
+            "s3", session=_shared_session("async"), **s3_options(spec, asynchronous=True)
+        )
         _ASYNC_S3.add(fs)
     return zarr.storage.FsspecStore(fs, path=full, read_only=read_only)
 

@@ -146,12 +146,15 @@ class EmbeddedS3(ServerProcess):
         # The keys go through the environment (RCLONE_AUTH_KEY = --auth-key), never the command
         # line: /proc/<pid>/cmdline (and so `ps`) is readable by every user of the machine,
         # /proc/<pid>/environ only by the owner.
-        self._spawn(
-            cmd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=rclone_environment(self.endpoint.key, self.endpoint.secret),
-        )
+        # rclone's own messages go to --log-file; stderr gets what the Go runtime prints (a
+        # panic, or the goroutine dump of `kill -QUIT`), so it goes to the same log.
+        with self._log.open("ab") as log:
+            self._spawn(
+                cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=rclone_environment(self.endpoint.key, self.endpoint.secret),
+            )
         self._wait(
             self._answers,
             timeout,

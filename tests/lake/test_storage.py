@@ -2,6 +2,8 @@
 
 import json
 import pickle
+import threading
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -100,3 +102,42 @@ def test_s3_clients_of_a_process_and_its_forks_share_one_session(s3_spec):
     assert os.read(r, 1) == b"1"
     os.waitpid(pid, 0)
     os.close(r)
+
+
+def _within(seconds: float, work: Callable[[], object]) -> BaseException | None:
+    """Run ``work`` in a thread; what it raised (None if nothing), or fail if it hangs."""
+    caught: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            work()
+            caught.append(None)
+        except BaseException as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"still waiting after {seconds} s: the client and the endpoint deadlocked")
+    return caught[0]
+
+
+@pytest.mark.s3
+def test_a_refused_upload_fails_instead_of_hanging(s3_spec):
+    """rclone refuses a PUT below an existing object before reading its body. A client that
+    sent ``Expect: 100-continue`` waited for a 100 that never came while rclone waited for the
+    body: every such PUT hung, and so did one time-series cut in five (concurrent PUTs into new
+    folders). Our clients send no such header, so the refusal comes back as an error."""
+    fs = filesystem(s3_spec, retries=0)
+    fs.pipe_file(s3_spec.path("obj"), b"an object")
+    raised = _within(60, lambda: fs.pipe_file(s3_spec.path("obj", "below"), b"x" * 100))
+    assert isinstance(raised, OSError)
+
+    array = zarr.create_array(zarr_store(s3_spec, "t.zarr"), name="a", shape=(2, 4), dtype="u2")
+    fs.pipe_file(s3_spec.path("t.zarr", "a", "c"), b"an object where zarr puts its chunk folder")
+
+    def write() -> None:
+        array[:] = 1
+
+    assert isinstance(_within(60, write), OSError)
