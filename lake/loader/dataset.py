@@ -17,7 +17,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -55,6 +55,7 @@ from lake.loader.items import (
 )
 from lake.loader.options import ReadOptions
 from lake.loader.order import Equalize
+from lake.loader.ring import BatchRing
 from lake.loader.samplecache import RunCache
 from lake.loader.stats import Normalize, lake_band_stats, resolve_stats
 from lake.loader.text import (
@@ -1134,8 +1135,17 @@ class LakeDataLoader(DataLoader[Any]):
         self.share_reads = share_reads
         self.spool_dir = os.fspath(spool_dir) if spool_dir is not None else None
         self.spool_bytes = spool_bytes
+        workers = int(kwargs.get("num_workers", 0) or 0)
+        # Workers hand their batches over in reused shared memory (lake.loader.ring), except
+        # when torch's pin-memory thread would copy the arenas themselves.
+        self._ring = (
+            BatchRing(workers, int(kwargs.get("prefetch_factor") or 2) + 2)
+            if workers > 0 and not kwargs.get("pin_memory")
+            else None
+        )
         # The dataset's batches are tensors already: no default_convert walk over them.
-        super().__init__(dataset, batch_size=None, collate_fn=_as_is, **kwargs)
+        collate: Callable[[Any], Any] = self._ring.pack if self._ring is not None else _as_is
+        super().__init__(dataset, batch_size=None, collate_fn=collate, **kwargs)
 
     def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
         ds = self.lake_dataset
@@ -1155,7 +1165,11 @@ class LakeDataLoader(DataLoader[Any]):
                     epoch.callback(shutdown)
             else:
                 batches = super().__iter__()
+            if self._ring is not None:
+                self._ring.reset()
             for k, batch in enumerate(batches):
+                if self._ring is not None:
+                    batch = self._ring.unpack(batch)
                 ds.set_consumed(min(start + (k + 1) * size, length))
                 if len(batch.get("patch_id", ())) == 0:
                     continue  # every sample of the block was skipped (skip_errors=True)
