@@ -17,7 +17,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -1136,16 +1136,16 @@ class LakeDataLoader(DataLoader[Any]):
         self.spool_dir = os.fspath(spool_dir) if spool_dir is not None else None
         self.spool_bytes = spool_bytes
         workers = int(kwargs.get("num_workers", 0) or 0)
-        # Workers hand their batches over in reused shared memory (lake.loader.ring), except
-        # when torch's pin-memory thread would copy the arenas themselves.
-        self._ring = (
-            BatchRing(workers, int(kwargs.get("prefetch_factor") or 2) + 2)
+        # Workers hand their batches over in reused shared memory (lake.loader.ring), one ring
+        # per epoch, except when torch's pin-memory thread would copy the arenas themselves.
+        self._ring_slots = (
+            int(kwargs.get("prefetch_factor") or 2) + 2
             if workers > 0 and not kwargs.get("pin_memory")
-            else None
+            else 0
         )
+        self._ring: BatchRing | None = None  # the ring of the latest epoch
         # The dataset's batches are tensors already: no default_convert walk over them.
-        collate: Callable[[Any], Any] = self._ring.pack if self._ring is not None else _as_is
-        super().__init__(dataset, batch_size=None, collate_fn=collate, **kwargs)
+        super().__init__(dataset, batch_size=None, collate_fn=_as_is, **kwargs)
 
     def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
         ds = self.lake_dataset
@@ -1153,6 +1153,11 @@ class LakeDataLoader(DataLoader[Any]):
         ds.set_consumed(start)
         size = ds.batch_size or 1
         length = ds.rank_length
+        ring = None
+        if self._ring_slots:
+            # The workers this iterator starts take the ring with the collate function.
+            ring = self._ring = BatchRing(self.num_workers, self._ring_slots)
+        self.collate_fn = ring.pack if ring is not None else _as_is
         with contextlib.ExitStack() as epoch:
             if self.share_reads and self.num_workers > 1 and ds.cache is None:
                 spool = _new_spool(self.spool_dir)
@@ -1165,11 +1170,9 @@ class LakeDataLoader(DataLoader[Any]):
                     epoch.callback(shutdown)
             else:
                 batches = super().__iter__()
-            if self._ring is not None:
-                self._ring.reset()
             for k, batch in enumerate(batches):
-                if self._ring is not None:
-                    batch = self._ring.unpack(batch)
+                if ring is not None:
+                    batch = ring.unpack(batch)
                 ds.set_consumed(min(start + (k + 1) * size, length))
                 if len(batch.get("patch_id", ())) == 0:
                     continue  # every sample of the block was skipped (skip_errors=True)

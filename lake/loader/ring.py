@@ -38,8 +38,9 @@ class BatchRing:
     """Shared-memory arenas, ``slots`` per worker, each lent to one batch at a time.
 
     The ring goes to the workers as the DataLoader's ``collate_fn`` (:meth:`pack` runs there);
-    the main process calls :meth:`unpack` on every batch it receives and :meth:`reset` before
-    each epoch (each epoch has new worker processes, so new arenas).
+    the main process calls :meth:`unpack` on every batch it receives. A ring serves one
+    iterator (one epoch's worker processes): :class:`~lake.loader.LakeDataLoader` makes a new
+    one for each.
 
     Args:
         workers: The DataLoader's ``num_workers``.
@@ -63,11 +64,6 @@ class BatchRing:
         self.__dict__.update(state)
         self._arenas = {}
         self._received = {}
-
-    def reset(self) -> None:
-        """Before an epoch (in the main process): every arena free, the last epoch's dropped."""
-        self.busy.zero_()
-        self._received.clear()
 
     def pack(self, batch: Batch) -> Batch:
         """In a worker: the batch with its tensors moved into a free arena of this worker.

@@ -35,9 +35,9 @@ def test_worker_batches_come_through_reused_arenas_and_equal_in_process_ones(loa
 
     reference = list(LakeDataLoader(make(), batch_size=4))
     dl = LakeDataLoader(make(), batch_size=4, num_workers=2, timeout=TIMEOUT)
+    kept = list(dl)  # every batch kept: a reused arena must not change an earlier one
     ring = dl._ring
     assert ring is not None
-    kept = list(dl)  # every batch kept: a reused arena must not change an earlier one
     assert len(kept) == len(reference) > 2 * ring.workers * ring.slots
     for got, want in zip(kept, reference, strict=True):
         assert RING_KEY not in got
@@ -45,9 +45,17 @@ def test_worker_batches_come_through_reused_arenas_and_equal_in_process_ones(loa
     # the ring carried the batches, in no more arenas than it has, all free again
     assert 0 < len(ring._received) <= ring.workers * ring.slots
     assert int(ring.busy.sum()) == 0
-    # a second epoch (new workers, new arenas) again equals the reference
-    for got, want in zip(dl, reference, strict=True):
+    # a second epoch (new workers, a new ring) stopped after 3 batches, then resumed (the
+    # next iterator goes on from there, with new workers and another ring)
+    for k, got in enumerate(dl):
+        _same(got, reference[k])
+        if k == 2:
+            break
+    second = dl._ring
+    assert second is not ring
+    for got, want in zip(dl, reference[3:], strict=True):
         _same(got, want)
+    assert dl._ring is not second
 
 
 class _Numbered(IterableDataset[dict[str, Any]]):
@@ -105,7 +113,8 @@ def test_outside_a_worker_a_batch_passes_unchanged():
 
 def test_no_ring_in_process_or_with_pinned_memory(loader_lake):
     ds = LakeDataset(loader_lake.spec, modalities=["labels"], seed=3)
-    assert LakeDataLoader(ds, batch_size=4)._ring is None
-    assert LakeDataLoader(ds, batch_size=4, num_workers=2, pin_memory=True)._ring is None
-    ring = LakeDataLoader(ds, batch_size=4, num_workers=2, prefetch_factor=3)._ring
-    assert ring is not None and (ring.workers, ring.slots) == (2, 5)
+    assert LakeDataLoader(ds, batch_size=4)._ring_slots == 0
+    assert LakeDataLoader(ds, batch_size=4, num_workers=2, pin_memory=True)._ring_slots == 0
+    dl = LakeDataLoader(ds, batch_size=4, num_workers=2, prefetch_factor=3, timeout=TIMEOUT)
+    next(iter(dl))
+    assert dl._ring is not None and (dl._ring.workers, dl._ring.slots) == (2, 5)
