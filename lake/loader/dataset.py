@@ -1094,6 +1094,11 @@ class LakeDataLoader(DataLoader[Any]):
     (the spools a killed process left are removed when the next one is made).
     A dataset with its own ``cache_dir`` uses that cache instead.
 
+    Workers hand their batches to the training process through a few shared-memory arenas each
+    (``prefetch_factor + 2``, reused batch after batch: :mod:`lake.loader.ring`) instead of a
+    new shared-memory segment per batch; the training process copies each batch out, so every
+    batch it yields is its own. With ``pin_memory=True`` torch's own path is used.
+
     Args:
         dataset: The dataset (its ``batch_size`` is set to ``batch_size``).
         batch_size: Samples per batch.
