@@ -118,3 +118,23 @@ def test_no_ring_in_process_or_with_pinned_memory(loader_lake):
     dl = LakeDataLoader(ds, batch_size=4, num_workers=2, prefetch_factor=3, timeout=TIMEOUT)
     next(iter(dl))
     assert dl._ring is not None and (dl._ring.workers, dl._ring.slots) == (2, 5)
+
+
+class _Empty(IterableDataset[dict[str, Any]]):
+    """A batch whose every sample was skipped (no rows), then one with rows."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for rows in (0, 2):
+            yield {"patch_id": ["p"] * rows, "s2": torch.ones((rows, 4, 3, 3), dtype=torch.uint16)}
+
+
+@pytest.mark.timeout(120)
+def test_a_batch_without_rows_crosses_the_ring():
+    ring = BatchRing(1, 2)
+    dl = DataLoader(_Empty(), batch_size=None, num_workers=1, collate_fn=ring.pack, timeout=TIMEOUT)
+    got = []
+    for batch in dl:
+        assert RING_KEY in batch
+        got.append(ring.unpack(batch))
+    assert [b["s2"].shape for b in got] == [(0, 4, 3, 3), (2, 4, 3, 3)]
+    assert got[1]["s2"].dtype == torch.uint16 and bool((got[1]["s2"] == 1).all())
