@@ -123,3 +123,17 @@ def test_to_device_names_a_band_the_statistics_lack() -> None:
         to_device(batch, "cpu", normalize={"B02": (1.0, 2.0)})
     with pytest.raises(ConfigError, match="normalize= needs float_rasters=True"):
         DeviceFeeder("cpu", normalize=True, float_rasters=False)
+
+
+def test_normalising_on_the_cpu_leaves_the_callers_batch_alone(loader_lake: LoaderLake) -> None:
+    """On the CPU the conversion runs in NumPy, in place on its own copy: S1 is float32 already,
+    so normalising it must not write into the batch the caller passed (nor alias it)."""
+    batch = _first(LakeDataset(loader_lake.spec, modalities=["s2_10m", "s1"], dtype="native"))
+    before = {k: v.clone() for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    moved = to_device(batch, "cpu", normalize=True)
+    for key, value in before.items():
+        assert torch.equal(batch[key], value), key
+    assert moved["s1"].data_ptr() != batch["s1"].data_ptr()
+    assert not torch.equal(moved["s1"], batch["s1"])
+    plain = to_device(batch, "cpu")  # float32 already and nothing to normalise: no copy needed
+    assert plain["s1"].data_ptr() == batch["s1"].data_ptr()
