@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipelines.sources.packs import INDEX_SCHEMA, PackIndex  # noqa: E402
+from tests.support.packs import dict_index  # noqa: E402
 
 BATCH = 64
 
@@ -74,15 +75,6 @@ def synthetic_index(n: int, seed: int = 0) -> pa.Table:
     return pa.table(cols, schema=INDEX_SCHEMA)
 
 
-def load_dict(table: pa.Table) -> dict[str, list[tuple[int, int, int]]]:
-    """The former index (``PackStage.index`` before issue 15's compact index)."""
-    found: dict[str, list[tuple[int, int, int]]] = {}
-    cols = [table[c].to_pylist() for c in ("folder", "pack", "offset", "length")]
-    for folder, pack, offset, length in zip(*cols, strict=True):
-        found.setdefault(folder, []).append((pack, offset, length))
-    return found
-
-
 def measure(variant: str, path: Path, lookups: int) -> dict[str, Any]:
     """Load the index at ``path`` as ``variant`` in this (fresh) process and measure it."""
     table = pq.read_table(path)
@@ -96,7 +88,7 @@ def measure(variant: str, path: Path, lookups: int) -> dict[str, Any]:
     rss0 = proc.memory_info().rss
     tracemalloc.start()
     t0 = time.perf_counter()
-    index: Any = load_dict(table) if variant == "dict" else PackIndex.from_table(table)
+    index: Any = dict_index(table) if variant == "dict" else PackIndex.from_table(table)
     load = time.perf_counter() - t0
     gc.collect()
     pa.default_memory_pool().release_unused()

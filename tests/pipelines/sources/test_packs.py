@@ -19,6 +19,7 @@ from lake.config import store_spec
 from lake.errors import SourceError
 from pipelines.sources.location import SourceFiles
 from pipelines.sources.packs import INDEX_SCHEMA, PackIndex, PackStage, _fixed_width
+from tests.support.packs import dict_index
 
 ARCHIVE = "BigEarthNet-S2.tar.zst"
 
@@ -50,15 +51,6 @@ def synthetic_runs(n: int, seed: int = 5) -> list[tuple[str, int, int, int]]:
 def as_table(runs: list[tuple[str, int, int, int]]) -> pa.Table:
     cols = list(zip(*runs, strict=True)) if runs else [[], [], [], []]
     return pa.table(dict(zip(INDEX_SCHEMA.names, cols, strict=True)), schema=INDEX_SCHEMA)
-
-
-def dict_index(table: pa.Table) -> dict[str, list[tuple[int, int, int]]]:
-    """The index as it was kept before: ``folder -> [(pack, offset, length), ...]``."""
-    found: dict[str, list[tuple[int, int, int]]] = {}
-    cols = [table[c].to_pylist() for c in ("folder", "pack", "offset", "length")]
-    for folder, pack, offset, length in zip(*cols, strict=True):
-        found.setdefault(folder, []).append((pack, offset, length))
-    return found
 
 
 def test_the_compact_index_finds_every_run_the_dicts_found():
