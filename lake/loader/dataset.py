@@ -1140,17 +1140,19 @@ class LakeDataLoader(DataLoader[Any]):
         self.share_reads = share_reads
         self.spool_dir = os.fspath(spool_dir) if spool_dir is not None else None
         self.spool_bytes = spool_bytes
-        workers = int(kwargs.get("num_workers", 0) or 0)
-        # Workers hand their batches over in reused shared memory (lake.loader.ring), one ring
-        # per epoch, except when torch's pin-memory thread would copy the arenas themselves.
-        self._ring_slots = (
-            int(kwargs.get("prefetch_factor") or 2) + 2
-            if workers > 0 and not kwargs.get("pin_memory")
-            else 0
-        )
         self._ring: BatchRing | None = None  # the ring of the latest epoch
         # The dataset's batches are tensors already: no default_convert walk over them.
         super().__init__(dataset, batch_size=None, collate_fn=_as_is, **kwargs)
+
+    @property
+    def _ring_slots(self) -> int:
+        """Arenas per worker of the batch ring (lake.loader.ring); 0: no ring.
+
+        No ring in process, nor when torch's pin-memory thread would copy the arenas themselves.
+        """
+        if self.num_workers == 0 or self.pin_memory:
+            return 0
+        return (self.prefetch_factor or 2) + 2
 
     def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
         ds = self.lake_dataset
