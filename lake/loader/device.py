@@ -93,8 +93,9 @@ class DeviceFeeder:
                 out[key] = value
                 continue
             moved = self._move(key, value)
+            on_cpu = moved.device.type == "cpu"
             if self.float_rasters and key in NORMALISED:
-                if moved.device.type == "cpu":
+                if on_cpu:
                     moved = self._float_on_cpu(key, moved)
                 else:
                     moved = moved.to(torch.float32)
@@ -102,11 +103,10 @@ class DeviceFeeder:
                         mean, inv = self._scale(key)
                         moved = (moved - mean) * inv
             elif self.float_rasters and key == "reference_map":
-                moved = (
-                    torch.from_numpy(moved.numpy().astype(np.int64))
-                    if moved.device.type == "cpu"
-                    else moved.to(torch.int64)
-                )
+                if on_cpu:
+                    moved = torch.from_numpy(moved.numpy().astype(np.int64))
+                else:
+                    moved = moved.to(torch.int64)
             out[key] = moved
         return out
 
