@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +45,13 @@ MAP_TENSOR = "Data"
 
 # One read-only handle per (path, process): handles never travel through pickling or fork.
 _READERS: dict[tuple[str, int], lmdb.Environment] = {}
+_READERS_LOCK = threading.Lock()
 
 
 def _drop_inherited() -> None:
     """In a forked child: close the parent's handles (py-lmdb refuses a second open otherwise)."""
+    global _READERS_LOCK
+    _READERS_LOCK = threading.Lock()  # another thread of the parent may have held it
     for key in [k for k in _READERS if k[1] != os.getpid()]:
         _READERS.pop(key).close()
 
@@ -62,28 +66,30 @@ def reader(path: str) -> lmdb.Environment:
         SourceError: The path does not exist or is not an LMDB.
     """
     key = (os.path.abspath(path), os.getpid())
-    env = _READERS.get(key)
-    if env is None:
-        if not os.path.exists(path):
-            raise SourceError(f"{path}: LMDB does not exist")
-        try:
-            env = lmdb.open(
-                path,
-                subdir=os.path.isdir(path),
-                readonly=True,
-                lock=False,
-                readahead=False,
-                max_readers=1024,
-            )
-        except lmdb.Error as exc:
-            raise SourceError(f"{path}: not a readable LMDB ({exc})") from None
-        _READERS[key] = env
+    with _READERS_LOCK:  # threads of a runner open a source at once; py-lmdb allows one open
+        env = _READERS.get(key)
+        if env is None:
+            if not os.path.exists(path):
+                raise SourceError(f"{path}: LMDB does not exist")
+            try:
+                env = lmdb.open(
+                    path,
+                    subdir=os.path.isdir(path),
+                    readonly=True,
+                    lock=False,
+                    readahead=False,
+                    max_readers=1024,
+                )
+            except lmdb.Error as exc:
+                raise SourceError(f"{path}: not a readable LMDB ({exc})") from None
+            _READERS[key] = env
     return env
 
 
 def forget_reader(path: str) -> None:
     """Close this process's read-only handle on ``path`` (before writing to it)."""
-    env = _READERS.pop((os.path.abspath(path), os.getpid()), None)
+    with _READERS_LOCK:
+        env = _READERS.pop((os.path.abspath(path), os.getpid()), None)
     if env is not None:
         env.close()
 

@@ -443,6 +443,40 @@ def test_lmdb_env_handle_is_per_process(sources):
     assert "_READERS" not in pickle.dumps(source).decode("latin-1")
 
 
+def test_lmdb_threads_opening_one_source_at_once_share_one_handle(tmp_path):
+    """Scan tasks on a thread runner open a source's LMDB at the same moment: py-lmdb refuses a
+    second open of an environment in one process, so the handle cache must open it once (a
+    clean-clone CI run failed a tar.zst ingest with "is already open in this process")."""
+    import threading
+
+    from pipelines.sources.lmdb_source import forget_reader, reader
+
+    for round_ in range(5):
+        path = tmp_path / f"db{round_}"
+        with lmdb.open(str(path), map_size=1 << 20) as env, env.begin(write=True) as txn:
+            txn.put(b"k", b"v")
+        start = threading.Barrier(8)
+        got: list[object] = []
+
+        def open_it(
+            path: Path = path, start: threading.Barrier = start, got: list[object] = got
+        ) -> None:
+            start.wait()
+            try:
+                got.append(reader(str(path)))
+            except Exception as exc:
+                got.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert all(isinstance(e, lmdb.Environment) for e in got), got
+        assert len({id(e) for e in got}) == 1
+        forget_reader(str(path))
+
+
 # -- non-finite S1 values --------------------------------------------------------------------------
 
 
