@@ -121,6 +121,11 @@ class ServerProcess:
             proc.wait()
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (for monitoring its CPU and memory), else None."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         """Whether the server process is alive."""
         return self._proc is not None and self._proc.poll() is None

@@ -21,8 +21,8 @@ def _cmdline(pid: int) -> bytes:
 def test_keys_are_not_on_the_command_line_and_still_checked(tmp_path: Path, key: str | None):
     with EmbeddedS3(tmp_path / "data", buckets=["lake"], key=key) as server:
         e = server.endpoint
-        assert server._proc is not None
-        cmdline = _cmdline(server._proc.pid)
+        assert server.pid is not None
+        cmdline = _cmdline(server.pid)
         assert b"serve\x00s3" in cmdline  # the rclone process itself
         assert e.key.encode() not in cmdline and e.secret.encode() not in cmdline
         assert b"auth-key" not in cmdline
@@ -44,6 +44,7 @@ def test_keys_are_not_on_the_command_line_and_still_checked(tmp_path: Path, key:
         wrong = filesystem(spec(e.secret + "x"))
         with pytest.raises(PermissionError):
             wrong.cat_file("lake/t/x.bin")
+    assert server.pid is None  # stopped
 
 
 def test_environment_quotes_the_pair_and_drops_other_rclone_variables():
