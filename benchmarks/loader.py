@@ -4,7 +4,8 @@ Usage::
 
     make bench-deps   # LitData, MosaicML Streaming, WebDataset (benchmarks/requirements-peers.txt)
     python benchmarks/loader.py [--pairs 10000] [--batch-size 64] [--workers 2]
-        [--formats lake,litdata,mds,wds,geotiff] [--latency-ms 0,20] [--out DIR] [--keep]
+        [--formats lake,lake1p,litdata,mds,mds_block,wds,geotiff] [--latency-ms 0,20]
+        [--out DIR] [--keep]
         [--json-out FILE]
 
 What it does:
@@ -38,6 +39,15 @@ What it does:
    ``--pairs``). For our lake also the time to the next batch after a mid-epoch resume
    (``state_dict`` after 5 batches, then a fresh loader from ``load_state_dict``).
    Each epoch's first batch is checked against the lake's own values (pixels and labels).
+   Cores in use over the epoch: the loader's (its CPU / wall), the serving side's (the
+   endpoint and this process, which runs the proxy and the ceiling) and the machine's (all
+   busy cores, from ``/proc/stat``): where the machine is full, a faster loader needs a faster
+   CPU, not a better design.
+   MosaicML Streaming runs twice: ``mds`` with its defaults, and ``mds_block`` with
+   ``shuffle_block_size`` set to the lake's shuffle window (4 shards of pairs), the same number
+   of samples mixed at a time. Its default block (262,144 samples) is larger than the epoch
+   here, so the first batch waits for most of the epoch to download and the rest comes from
+   the local cache; ``mds_block`` measures it streaming.
 
 JSON goes to stdout (and ``--json-out``); progress to stderr. Ratios are against the best peer
 of the same run.
@@ -46,6 +56,7 @@ of the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -57,7 +68,7 @@ import tempfile
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -68,10 +79,14 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FORMATS = ("lake", "lake1p", "litdata", "mds", "wds", "geotiff")
+FORMATS = ("lake", "lake1p", "litdata", "mds", "mds_block", "wds", "geotiff")
 #: Our loader: 2 DataLoader workers, and in one process (no forked workers, decode threads).
 LAKES = ("lake", "lake1p")
-PEERS = ("litdata", "mds", "wds", "geotiff")
+PEERS = ("litdata", "mds", "mds_block", "wds", "geotiff")
+#: Formats read from another format's stored data (a peer configured another way).
+STORED_AS = {"mds_block": "mds"}
+#: MosaicML Streaming, whose epoch leaves whole shards in a local cache (checked afterwards).
+MDS = ("mds", "mds_block")
 RASTERS = ("s2_10m", "s2_20m", "s1")
 BUCKET = "bench"
 RELEASE = "v1"
@@ -407,7 +422,17 @@ def _obstore_allow_http() -> None:
     obstore.store.S3Store = s3_store  # type: ignore[misc]
 
 
-def mds_loader(env: S3Env, args: argparse.Namespace, cache: Path) -> Any:
+def mds_loader(
+    env: S3Env, args: argparse.Namespace, cache: Path, shuffle_block: int | None = None
+) -> Any:
+    """MosaicML Streaming with its defaults, or with ``shuffle_block_size=shuffle_block``.
+
+    Its default shuffle block, ``max(4_000_000 // num_canonical_nodes, 1 << 18)`` samples, is
+    larger than the benchmark's epoch: every batch then draws from every shard, so the first
+    batch waits while most of the epoch is downloaded to the local cache. ``mds_block`` sets the
+    block to the lake's shuffle window (the same number of samples mixed at a time), which
+    measures it streaming.
+    """
     from torch.utils.data import DataLoader
 
     mds = import_mds()
@@ -427,8 +452,28 @@ def mds_loader(env: S3Env, args: argparse.Namespace, cache: Path) -> Any:
         shuffle=True,
         shuffle_seed=0,
         batch_size=args.batch_size,
+        **({"shuffle_block_size": shuffle_block} if shuffle_block else {}),
     )
+    _forget_s3_clients(ds)
     return DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
+
+
+def _forget_s3_clients(ds: Any) -> None:
+    """Drop the boto3 clients a MosaicML dataset made in this process before workers fork.
+
+    The dataset downloads ``index.json`` in the process that builds it, and its downloader keeps
+    that boto3 client, with the kept-alive connection in its pool. Forked DataLoader workers
+    inherit the client and so the one socket: two workers then read each other's response
+    bytes. Here that gave shards with 8 KiB of the first part missing and the rest shifted
+    (then a ``UnicodeDecodeError`` in MDS decoding), or a GET waiting out botocore's 60 s read
+    timeout for the bytes another worker took (the 61 s first batches of earlier runs). After
+    this, each worker builds its own client on first use (``clean_up`` is MosaicML's own reset,
+    which it calls between download retries).
+    """
+    for stream in ds.streams:
+        downloader = getattr(stream, "_downloader", None)
+        if downloader is not None:
+            downloader.clean_up()
 
 
 def wds_loader(env: S3Env, args: argparse.Namespace) -> Any:
@@ -584,7 +629,7 @@ def _import_for(fmt: str) -> None:
         import lake.loader.device  # noqa: F401
     elif fmt == "litdata":
         import litdata  # noqa: F401
-    elif fmt == "mds":
+    elif fmt in ("mds", "mds_block"):
         import_mds()
     elif fmt == "wds":
         import webdataset  # noqa: F401
@@ -609,6 +654,8 @@ def epoch_main(args: argparse.Namespace) -> None:
         loader = litdata_loader(env, args, cache)
     elif fmt == "mds":
         loader = mds_loader(env, args, cache)
+    elif fmt == "mds_block":
+        loader = mds_loader(env, args, cache, int(os.environ["BENCH_SHUFFLE_BLOCK"]))
     elif fmt == "wds":
         loader = wds_loader(env, args)
     else:
@@ -649,11 +696,15 @@ def epoch_main(args: argparse.Namespace) -> None:
                 "seconds": seconds,
                 "first_batch_s": first,
                 "checked": checked,
+                # MosaicML's shard cache: the parent compares it with the stored shards
+                # (after this process's CPU is counted) and removes it.
+                **({"cache_dir": str(cache)} if fmt in MDS else {}),
             }
         ),
         flush=True,
     )
-    shutil.rmtree(cache, ignore_errors=True)
+    if fmt not in MDS:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 class _on_device:  # noqa: N801 (a thin iterable wrapper)
@@ -712,10 +763,50 @@ def _truth(spec: dict[str, str]) -> dict[str, dict[str, np.ndarray]]:
     return _TRUTH
 
 
+def _differing(cache: Path, stored: Path) -> list[str]:
+    """The files of a peer's local cache whose bytes differ from the stored objects."""
+    import filecmp
+
+    return sorted(
+        f.name
+        for f in cache.iterdir()
+        if f.is_file()
+        and (stored / f.name).is_file()
+        and not filecmp.cmp(f, stored / f.name, shallow=False)
+    )
+
+
+def _cpu_s(procs: Sequence[psutil.Process]) -> float:
+    """CPU seconds (user + system) of ``procs`` so far."""
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def _idle_s() -> float:
+    """Seconds every core of the machine has spent idle (or waiting for I/O) so far."""
+    t = psutil.cpu_times()
+    return t.idle + getattr(t, "iowait", 0.0)
+
+
 def run_epoch(
-    fmt: str, args: argparse.Namespace, env: dict[str, str], extra: tuple[str, ...] = ()
+    fmt: str,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    extra: tuple[str, ...] = (),
+    serving: Sequence[psutil.Process] = (),
+    bucket: Path | None = None,
 ) -> dict[str, Any]:
-    """Parent: run one epoch in a subprocess; sample its tree's RSS; CPU from ``wait4``."""
+    """Parent: run one epoch in a subprocess; sample its tree's RSS; CPU from ``wait4``.
+
+    ``serving``: the processes that serve the epoch (the S3 endpoint, and this process, which
+    runs the latency proxy); their CPU over the epoch is reported beside the loader's, with the
+    machine's busy cores, so a reader sees whether the CPU left the loader room to go faster.
+    ``bucket``: the served folder; a cache the epoch reports is compared with its objects there.
+    """
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -730,6 +821,7 @@ def run_epoch(
         *extra,
     ]
     t = time.perf_counter()
+    idle0, serve0 = _idle_s(), _cpu_s(serving)
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, cwd=ROOT)
     peak = 0
     stop = threading.Event()
@@ -752,17 +844,30 @@ def run_epoch(
     th.start()
     out = proc.stdout.read() if proc.stdout else b""
     _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    idle, serve = _idle_s() - idle0, _cpu_s(serving) - serve0
     proc.returncode = os.waitstatus_to_exitcode(status)
     stop.set()
     th.join()
     if proc.returncode != 0:
         return {"format": fmt, "error": f"exit {proc.returncode}"}
     res = json.loads(out.decode().strip().splitlines()[-1])
+    if cache := res.pop("cache_dir", None):
+        if bucket is not None:
+            res["cache_files_differing"] = _differing(Path(cache), bucket / STORED_AS.get(fmt, fmt))
+        shutil.rmtree(cache, ignore_errors=True)
     if "samples" not in res:
         return res
-    res["wall_s"] = time.perf_counter() - t
+    cpu = usage.ru_utime + usage.ru_stime
+    res["wall_s"] = wall
     res["peak_rss_mb"] = round(peak / 2**20)
-    res["cpu_s_per_1000"] = round((usage.ru_utime + usage.ru_stime) / res["samples"] * 1000, 2)
+    res["cpu_s_per_1000"] = round(cpu / res["samples"] * 1000, 2)
+    # Cores in use over the epoch's process lifetime: the loader's, the serving side's (endpoint
+    # + proxy) and the whole machine's (these plus anything else running).
+    res["loader_cores"] = round(cpu / wall, 2)
+    if serving:
+        res["serving_cores"] = round(serve / wall, 2)
+    res["machine_busy_cores"] = round(max(0.0, (psutil.cpu_count() or 1) - idle / wall), 2)
     return res
 
 
@@ -839,6 +944,11 @@ def raw_ceiling(
     return out
 
 
+def _stored_bytes(sizes: dict[str, int], fmt: str) -> int:
+    """The bytes a format's epoch reads (the lake: the shard objects of the rasters it loads)."""
+    return sizes["lake_read"] if fmt in LAKES else sizes[STORED_AS.get(fmt, fmt)]
+
+
 def summarise(
     results: list[dict[str, Any]],
     sizes: dict[str, int],
@@ -851,7 +961,7 @@ def summarise(
         if "error" in r:
             rows[r["format"]] = r
             continue
-        nbytes = sizes["lake_read"] if r["format"] in LAKES else sizes[r["format"]]
+        nbytes = _stored_bytes(sizes, r["format"])
         nbytes = nbytes * min(1.0, r["samples"] / pairs)  # a timed-out epoch read a part
         rows[r["format"]] = {
             "samples": r["samples"],
@@ -865,9 +975,15 @@ def summarise(
             "first_batch_s": round(r["first_batch_s"], 2),
             "peak_rss_mb": r["peak_rss_mb"],
             "cpu_s_per_1000": r["cpu_s_per_1000"],
+            **{k: r[k] for k in ("loader_cores", "serving_cores", "machine_busy_cores") if k in r},
             "complete": r["distinct"] == pairs,
             "values_checked": r["checked"],
             "failed_tries": r.get("failed_tries", 0),
+            **(
+                {"cache_files_differing": r["cache_files_differing"]}
+                if "cache_files_differing" in r
+                else {}
+            ),
             **(
                 {"resume_next_batch_s": round(r["resume_next_batch_s"], 2)}
                 if r.get("resume_next_batch_s") is not None
@@ -929,7 +1045,7 @@ def main() -> None:
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         ap.error(f"--formats: unknown {bad}; use {','.join(FORMATS)}")
-    if any(f in PEERS[:3] for f in formats):
+    if any(f in PEERS and f != "geotiff" for f in formats):
         import_mds()  # fail early, with the install hint, when the peers are missing
     base = args.out or Path(tempfile.mkdtemp(prefix="loader-bench-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -955,8 +1071,13 @@ def main() -> None:
             "data": info,
             "runs": {},
         }
+        bucket = base / "s3" / BUCKET
+        window = _shuffle_window(bucket / "lake")
+        report["mds_shuffle_block"] = window
         with EmbeddedS3(base / "s3", buckets=[BUCKET]) as srv:
             ep = srv.endpoint
+            assert srv.pid is not None
+            serving = [psutil.Process(srv.pid), psutil.Process()]
             for lat in [float(x) for x in args.latency_ms.split(",") if x]:
                 with FaultProxy(ep.endpoint_url, match="", delay=lat / 1000) as proxy:
                     url = proxy.url if lat else ep.endpoint_url
@@ -967,6 +1088,7 @@ def main() -> None:
                         "AWS_DEFAULT_REGION": ep.region,
                         "BENCH_WDS_SHARDS": json.dumps(wds_shards),
                         "BENCH_TRUTH": json.dumps(truth),
+                        "BENCH_SHUFFLE_BLOCK": str(window),
                     }
                     log(f"latency {lat:g} ms: raw ceiling")
                     ceiling = raw_ceiling(url, ep.key, ep.secret, base)
@@ -974,7 +1096,7 @@ def main() -> None:
                     for fmt in formats:
                         for attempt in range(args.retries + 1):
                             log(f"latency {lat:g} ms: one epoch of {fmt} (try {attempt + 1})")
-                            r = run_epoch(fmt, args, env)
+                            r = run_epoch(fmt, args, env, serving=serving, bucket=bucket)
                             log(f"  {r}")
                             if "error" not in r:
                                 break
@@ -999,7 +1121,8 @@ NAMES = {
     "lake": "**this lake** (`LakeDataLoader`, 2 workers, native dtypes + `to_device`)",
     "lake1p": "**this lake**, one process (no workers, 2 decode threads)",
     "litdata": "LitData 0.2.76 (`optimize` chunks, `StreamingDataLoader`)",
-    "mds": "MosaicML Streaming 0.13.0 (MDS shards)",
+    "mds": "MosaicML Streaming 0.13.0 (MDS shards, default shuffle block)",
+    "mds_block": "MosaicML Streaming 0.13.0, `shuffle_block_size` = the lake's shuffle window",
     "wds": "WebDataset 1.0.2 (tar shards via `pipe:rclone cat`)",
     "geotiff": "naive GeoTIFF per band (s3fs + tifffile)",
 }
@@ -1023,32 +1146,53 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [
             f"**{run} added latency** (raw ceiling: {ceiling['MB_s']} MB/s, parallel GETs of "
             f"the lake's {ceiling['objects']} shard objects with s3fs"
-            f"{obstore}; {ratios}; load average at the "
+            f"{obstore}; {ratios + '; ' if ratios else ''}load average at the "
             f"end {res.get('load_avg_end')})",
             "",
             "| loader | samples/s | after 1st batch | MB/s | first batch s | peak RSS MB "
-            "| CPU s / 1000 | stored GB | notes |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| CPU s / 1000 | cores: loader / serving / machine | stored GB | notes |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for fmt, row in res["formats"].items():
-            gb = round(sizes["lake_read" if fmt in LAKES else fmt] / 1e9, 2)
+            gb = round(_stored_bytes(sizes, fmt) / 1e9, 2)
             if "error" in row:
-                lines.append(f"| {NAMES[fmt]} | failed | | | | | | {gb} | {row['error']} |")
+                lines.append(f"| {NAMES[fmt]} | failed | | | | | | | {gb} | {row['error']} |")
                 continue
             notes = []
             if not row["complete"]:
                 notes.append("stopped at the time limit")
             if row.get("failed_tries"):
                 notes.append(f"{row['failed_tries']} failed tries first")
+            if (bad := row.get("cache_files_differing")) is not None:
+                notes.append(
+                    f"**{len(bad)} cached shards differ from the stored ones**"
+                    if bad
+                    else "cached shards equal the stored ones"
+                )
             if "resume_next_batch_s" in row:
                 notes.append(f"resume to next batch {row['resume_next_batch_s']} s")
+            cores = " / ".join(
+                str(row.get(k, "")) for k in ("loader_cores", "serving_cores", "machine_busy_cores")
+            )
             lines.append(
                 f"| {NAMES[fmt]} | {row['samples_s']} | {row.get('steady_samples_s', '')} "
-                f"| {row['MB_s']} | {row['first_batch_s']} "
-                f"| {row['peak_rss_mb']} | {row['cpu_s_per_1000']} | {gb} | {'; '.join(notes)} |"
+                f"| {row['MB_s']} | {row['first_batch_s']} | {row['peak_rss_mb']} "
+                f"| {row['cpu_s_per_1000']} | {cores} | {gb} | {'; '.join(notes)} |"
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _shuffle_window(lake_dir: Path) -> int:
+    """Samples the lake's loader mixes at a time: default shards per window x pairs per shard."""
+    import inspect
+
+    import lake
+    from lake.loader import LakeDataset
+
+    per = int(lake.open_lake(str(lake_dir)).release(RELEASE).group["s2_10m"].shards[0])
+    shards = inspect.signature(LakeDataset).parameters["shuffle_buffer_shards"].default
+    return int(shards) * per
 
 
 def _first_ids(lake_dir: Path, n: int) -> list[str]:
