@@ -169,7 +169,7 @@ OPTIONS_ONLY = {
     "bench-output/search.json",
     ".venv/bin/python benchmarks/loader.py --pairs 20000 --time-limit 90 --out /tmp/b20k --keep "
     "--json-out /tmp/b20k/loader.json",
-    ".venv/bin/python benchmarks/loader_start.py /tmp/b20k --latency-ms 20 --repeat 5 "
+    ".venv/bin/python benchmarks/loader_start.py /tmp/b20k --latency-ms 20 --repeat 7 "
     "--json-out /tmp/b20k/start.json",
     ".venv/bin/python benchmarks/integrity.py --pairs 1024 --repeats 7 --json-out "
     "bench-output/integrity.json",
