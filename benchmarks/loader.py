@@ -642,7 +642,8 @@ def epoch_main(args: argparse.Namespace) -> None:
     """Child: one epoch of one format; prints one JSON line."""
     env = S3Env()
     fmt = args.epoch
-    cache = Path(tempfile.mkdtemp(prefix=f"bench-{fmt}-"))
+    # Made, checked and removed by the parent (run_epoch); a temporary one when run by hand.
+    cache = args.cache or Path(tempfile.mkdtemp(prefix=f"bench-{fmt}-"))
     truth_ids = json.loads(os.environ.get("BENCH_TRUTH", "{}"))
     _import_for(fmt)
     truth = _truth(truth_ids) if truth_ids else {}  # read before the clock starts
@@ -696,15 +697,10 @@ def epoch_main(args: argparse.Namespace) -> None:
                 "seconds": seconds,
                 "first_batch_s": first,
                 "checked": checked,
-                # MosaicML's shard cache: the parent compares it with the stored shards
-                # (after this process's CPU is counted) and removes it.
-                **({"cache_dir": str(cache)} if fmt in MDS else {}),
             }
         ),
         flush=True,
     )
-    if fmt not in MDS:
-        shutil.rmtree(cache, ignore_errors=True)
 
 
 class _on_device:  # noqa: N801 (a thin iterable wrapper)
@@ -805,8 +801,26 @@ def run_epoch(
     ``serving``: the processes that serve the epoch (the S3 endpoint, and this process, which
     runs the latency proxy); their CPU over the epoch is reported beside the loader's, with the
     machine's busy cores, so a reader sees whether the CPU left the loader room to go faster.
-    ``bucket``: the served folder; a cache the epoch reports is compared with its objects there.
+    ``bucket``: the served folder; MosaicML's local cache is compared with its objects there
+    after the epoch (outside the child's CPU count). The cache folder is made here and always
+    removed here, so an epoch that crashes leaves nothing behind.
     """
+    cache = Path(tempfile.mkdtemp(prefix=f"bench-{fmt}-"))
+    try:
+        return _run_epoch(fmt, args, env, extra, serving, bucket, cache)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _run_epoch(
+    fmt: str,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    extra: tuple[str, ...],
+    serving: Sequence[psutil.Process],
+    bucket: Path | None,
+    cache: Path,
+) -> dict[str, Any]:
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -818,6 +832,8 @@ def run_epoch(
         str(args.workers),
         "--time-limit",
         str(args.time_limit),
+        "--cache",
+        str(cache),
         *extra,
     ]
     t = time.perf_counter()
@@ -852,10 +868,8 @@ def run_epoch(
     if proc.returncode != 0:
         return {"format": fmt, "error": f"exit {proc.returncode}"}
     res = json.loads(out.decode().strip().splitlines()[-1])
-    if cache := res.pop("cache_dir", None):
-        if bucket is not None:
-            res["cache_files_differing"] = _differing(Path(cache), bucket / STORED_AS.get(fmt, fmt))
-        shutil.rmtree(cache, ignore_errors=True)
+    if fmt in MDS and bucket is not None and "samples" in res:
+        res["cache_files_differing"] = _differing(cache, bucket / STORED_AS.get(fmt, fmt))
     if "samples" not in res:
         return res
     cpu = usage.ru_utime + usage.ru_stime
@@ -1033,6 +1047,7 @@ def main() -> None:
         help="print the tables of an earlier --json-out file as Markdown, and exit",
     )
     ap.add_argument("--epoch", choices=FORMATS, help=argparse.SUPPRESS)
+    ap.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--save-state", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--resume-state", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
