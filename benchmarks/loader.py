@@ -629,7 +629,7 @@ def _import_for(fmt: str) -> None:
         import lake.loader.device  # noqa: F401
     elif fmt == "litdata":
         import litdata  # noqa: F401
-    elif fmt in ("mds", "mds_block"):
+    elif fmt in MDS:
         import_mds()
     elif fmt == "wds":
         import webdataset  # noqa: F401
@@ -1087,7 +1087,7 @@ def main() -> None:
             "runs": {},
         }
         bucket = base / "s3" / BUCKET
-        window = _shuffle_window(bucket / "lake")
+        window = _shuffle_window(info["samples_per_shard"])
         report["mds_shuffle_block"] = window
         with EmbeddedS3(base / "s3", buckets=[BUCKET]) as srv:
             ep = srv.endpoint
@@ -1198,16 +1198,14 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _shuffle_window(lake_dir: Path) -> int:
+def _shuffle_window(samples_per_shard: int) -> int:
     """Samples the lake's loader mixes at a time: default shards per window x pairs per shard."""
     import inspect
 
-    import lake
     from lake.loader import LakeDataset
 
-    per = int(lake.open_lake(str(lake_dir)).release(RELEASE).group["s2_10m"].shards[0])
     shards = inspect.signature(LakeDataset).parameters["shuffle_buffer_shards"].default
-    return int(shards) * per
+    return int(shards) * samples_per_shard
 
 
 def _first_ids(lake_dir: Path, n: int) -> list[str]:

@@ -123,7 +123,8 @@ class ServerProcess:
     @property
     def pid(self) -> int | None:
         """The server's process id while it runs (for monitoring its CPU and memory), else None."""
-        return self._proc.pid if self.running and self._proc is not None else None
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
 
     @property
     def running(self) -> bool:
